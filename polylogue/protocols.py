@@ -1,0 +1,103 @@
+"""The one interface every storage backend implements.
+
+:class:`StorageBackend` is what :class:`~polylogue.storage.repository.StorageRepository`
+and callers program against; :class:`~polylogue.storage.backends.base.SQLBackend` is its
+single implementation, bound to a dialect's named queries.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from contextlib import AbstractContextManager
+from typing import Any, Protocol, runtime_checkable
+
+from polylogue.storage.records import (
+    AttachmentRecord,
+    ConversationRecord,
+    MessageRecord,
+    RunRecord,
+)
+from polylogue.types import ConversationId
+
+
+@runtime_checkable
+class StorageBackend(Protocol):
+    """A conversation archive in one database.
+
+    Outside an explicit transaction every write call commits on its own and is atomic.
+    ``begin()`` inside a transaction opens a savepoint; ``commit()``/``rollback()`` close
+    the innermost level. Transaction state belongs to the calling thread.
+    """
+
+    def get_conversation(self, conversation_id: ConversationId | str) -> ConversationRecord | None:
+        """The conversation, or None when there is none with that id."""
+        ...
+
+    def list_conversations(
+        self,
+        source: str | None = None,
+        provider: str | None = None,
+        limit: int | None = None,
+        offset: int = 0,
+    ) -> list[ConversationRecord]:
+        """Conversations newest ``updated_at`` first, optionally filtered and paged."""
+        ...
+
+    def save_conversation(self, record: ConversationRecord) -> int:
+        """Upsert; returns 1 when inserted or changed, 0 when stored unchanged."""
+        ...
+
+    def get_messages(self, conversation_id: ConversationId | str) -> list[MessageRecord]:
+        """Messages ordered by ``timestamp`` (NULL first), then ``message_id``."""
+        ...
+
+    def save_messages(self, records: Sequence[MessageRecord]) -> int:
+        """Upsert many; returns how many were inserted or changed."""
+        ...
+
+    def get_attachments(self, conversation_id: ConversationId | str) -> list[AttachmentRecord]:
+        """One record per reference of the conversation."""
+        ...
+
+    def save_attachments(self, records: Sequence[AttachmentRecord]) -> int:
+        """Upsert attachment rows and add refs; returns how many refs were new."""
+        ...
+
+    def prune_attachments(
+        self, conversation_id: ConversationId | str, keep_ref_ids: Sequence[str]
+    ) -> int:
+        """Delete the conversation's other refs and orphaned attachments; returns refs deleted."""
+        ...
+
+    def delete_conversation(self, conversation_id: ConversationId | str) -> bool:
+        """Delete a conversation with its messages and refs; True when it existed."""
+        ...
+
+    def record_run(self, record: RunRecord) -> None:
+        """Store an import run (replacing one with the same ``run_id``)."""
+        ...
+
+    def get_runs(self, limit: int | None = None) -> list[RunRecord]:
+        """Runs, newest ``timestamp`` first."""
+        ...
+
+    def stats(self) -> dict[str, Any]:
+        """Counts per provider and messages per provider per month."""
+        ...
+
+    def schema_version(self) -> int:
+        """The schema version of the database."""
+        ...
+
+    def begin(self) -> None: ...
+
+    def commit(self) -> None: ...
+
+    def rollback(self) -> None: ...
+
+    def transaction(self) -> AbstractContextManager[StorageBackend]:
+        """Commit on success, roll back on exception; nests as a savepoint."""
+        ...
+
+    def close(self) -> None: ...
+

@@ -1,0 +1,460 @@
+"""``SQLBackend``: the protocol implemented once, by calling a dialect's named queries.
+
+A dialect subclass supplies connections (``_acquire``/``_release``), the transaction verbs
+it needs and its driver's exception types; everything a method *does* is here, as calls of
+queries named like the method (``get_messages`` runs ``sql/<dialect>/messages.sql``'s
+``get_messages``).
+
+Transactions are per thread. ``begin()`` at depth 0 takes a connection and opens a
+transaction on it, which stays pinned to the thread until the matching ``commit()`` or
+``rollback()``; deeper ``begin()`` calls open savepoints ``sp_1``, ``sp_2``, ... Outside a
+transaction every write call runs in a transaction of its own; inside one, a call that
+runs several statements runs under a savepoint, so that a failed call leaves nothing
+behind either way.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
+from typing import Any, ClassVar, TypeVar
+
+from pydantic import BaseModel
+
+from polylogue.errors import DatabaseError, IntegrityError, OperationalError, TransactionError
+from polylogue.storage import rows
+from polylogue.storage.records import (
+    AttachmentRecord,
+    ConversationRecord,
+    MessageRecord,
+    RunRecord,
+)
+from polylogue.storage.sqlfiles import QuerySpec, load_queries
+from polylogue.types import ConversationId
+
+_CONVERSATION_COLUMNS = (
+    "conversation_id",
+    "provider_name",
+    "provider_conversation_id",
+    "title",
+    "created_at",
+    "updated_at",
+    "content_hash",
+    "provider_meta",
+    "version",
+)
+_MESSAGE_COLUMNS = (
+    "message_id",
+    "conversation_id",
+    "provider_message_id",
+    "role",
+    "text",
+    "timestamp",
+    "content_hash",
+    "provider_meta",
+    "version",
+)
+
+QUERIES: dict[str, QuerySpec] = {
+    # conversations.sql
+    "upsert_conversation": QuerySpec("conversations.sql", _CONVERSATION_COLUMNS, "!"),
+    "get_conversation": QuerySpec("conversations.sql", ("conversation_id",), "^"),
+    "list_conversations": QuerySpec(
+        "conversations.sql", ("source", "provider", "max_rows", "skip_rows")
+    ),
+    "delete_conversation": QuerySpec("conversations.sql", ("conversation_id",), "!"),
+    # messages.sql
+    "upsert_messages": QuerySpec("messages.sql", _MESSAGE_COLUMNS, "*!"),
+    "get_messages": QuerySpec("messages.sql", ("conversation_id",)),
+    "delete_conversation_messages": QuerySpec("messages.sql", ("conversation_id",), "!"),
+    # attachments.sql
+    "upsert_attachments": QuerySpec(
+        "attachments.sql",
+        ("attachment_id", "mime_type", "size_bytes", "path", "provider_meta"),
+        "*!",
+    ),
+    "insert_attachment_refs": QuerySpec(
+        "attachments.sql",
+        ("ref_id", "attachment_id", "conversation_id", "message_id", "provider_meta"),
+        "*!",
+    ),
+    "refresh_ref_counts": QuerySpec("attachments.sql", ("attachment_ids",), "!"),
+    "get_attachments": QuerySpec("attachments.sql", ("conversation_id",)),
+    "prune_attachment_refs": QuerySpec(
+        "attachments.sql", ("conversation_id", "keep_ref_ids")
+    ),
+    "delete_unreferenced_attachments": QuerySpec(
+        "attachments.sql", ("attachment_ids",), "!"
+    ),
+    # runs.sql
+    "record_run": QuerySpec(
+        "runs.sql",
+        (
+            "run_id",
+            "timestamp",
+            "plan_snapshot",
+            "counts_json",
+            "drift_json",
+            "is_indexed",
+            "duration_ms",
+        ),
+        "!",
+    ),
+    "get_runs": QuerySpec("runs.sql", ("max_rows",)),
+    # stats.sql
+    "provider_counts": QuerySpec("stats.sql"),
+    "messages_per_month": QuerySpec("stats.sql"),
+    # schema_migrations.sql (the migration runner's bookkeeping)
+    "create_schema_migrations": QuerySpec("schema_migrations.sql", (), "!"),
+    "schema_migrations_exists": QuerySpec("schema_migrations.sql", (), "$"),
+    "get_applied_migrations": QuerySpec("schema_migrations.sql"),
+    "record_migration": QuerySpec(
+        "schema_migrations.sql", ("version", "name", "checksum", "applied_at"), "!"
+    ),
+}
+"""Every query the binding calls, on every dialect: name -> file, parameters, operation."""
+
+_R = TypeVar("_R", bound=BaseModel)
+
+
+class _ThreadState:
+    """The transaction of one thread: its pinned connection and nesting depth."""
+
+    __slots__ = ("conn", "depth", "rollback_only")
+
+    def __init__(self) -> None:
+        self.conn: Any = None
+        self.depth = 0
+        self.rollback_only = False
+
+
+class SQLBackend:
+    """The :class:`~polylogue.protocols.StorageBackend` binding, shared by every dialect."""
+
+    dialect: ClassVar[str]
+    driver_adapter: ClassVar[str | Callable[..., Any]]
+    driver_errors: ClassVar[tuple[type[Exception], ...]] = ()
+    integrity_errors: ClassVar[tuple[type[Exception], ...]] = ()
+    operational_errors: ClassVar[tuple[type[Exception], ...]] = ()
+    dialect_queries: ClassVar[Mapping[str, QuerySpec]] = {}
+    """Queries only this dialect needs (connection pragmas, locks), checked like the rest."""
+    supports_savepoints: ClassVar[bool] = True
+    begin_verb: ClassVar[str] = "BEGIN"
+
+    def __init__(self) -> None:
+        self.queries: Any = load_queries(
+            self.dialect, self.driver_adapter, {**QUERIES, **self.dialect_queries}
+        )
+        self._local = threading.local()
+
+    # -- what a dialect provides ------------------------------------------------------
+
+    def describe(self) -> str:
+        """Where this backend stores things, for messages (never with a password)."""
+        raise NotImplementedError
+
+    def _acquire(self) -> Any:
+        """A connection for the calling thread (outside a transaction)."""
+        raise NotImplementedError
+
+    def _release(self, conn: Any) -> None:
+        """Give back a connection from :meth:`_acquire` (when its transaction ended)."""
+
+    def _execute_verb(self, conn: Any, verb: str) -> None:
+        """Run a transaction-control statement."""
+        conn.execute(verb)
+
+    def _begin_outer(self, conn: Any) -> None:
+        self._execute_verb(conn, self.begin_verb)
+
+    def _commit_outer(self, conn: Any) -> None:
+        self._execute_verb(conn, "COMMIT")
+
+    def _rollback_outer(self, conn: Any) -> None:
+        self._execute_verb(conn, "ROLLBACK")
+
+    def _begin_nested(self, conn: Any, depth: int) -> None:
+        self._execute_verb(conn, f"SAVEPOINT sp_{depth}")
+
+    def _commit_nested(self, conn: Any, depth: int) -> None:
+        self._execute_verb(conn, f"RELEASE SAVEPOINT sp_{depth}")
+
+    def _rollback_nested(self, conn: Any, depth: int) -> None:
+        self._execute_verb(conn, f"ROLLBACK TO SAVEPOINT sp_{depth}")
+        self._execute_verb(conn, f"RELEASE SAVEPOINT sp_{depth}")
+
+    def close(self) -> None:
+        """Close every connection this backend opened."""
+
+    # -- transactions -----------------------------------------------------------------
+
+    @property
+    def _state(self) -> _ThreadState:
+        state: _ThreadState | None = getattr(self._local, "state", None)
+        if state is None:
+            state = self._local.state = _ThreadState()
+        return state
+
+    @property
+    def in_transaction(self) -> bool:
+        """Whether the calling thread has an open transaction on this backend."""
+        return self._state.depth > 0
+
+    def begin(self) -> None:
+        """Open a transaction, or a savepoint inside the calling thread's transaction."""
+        state = self._state
+        if state.depth == 0:
+            conn = self._acquire()
+            try:
+                with self._errors("begin"):
+                    self._begin_outer(conn)
+            except BaseException:
+                self._release(conn)
+                raise
+            state.conn = conn
+            state.rollback_only = False
+        else:
+            with self._errors("begin (savepoint)"):
+                self._begin_nested(state.conn, state.depth)
+        state.depth += 1
+
+    def commit(self) -> None:
+        """Commit the innermost level: the transaction, or release its savepoint."""
+        state = self._state
+        if state.depth == 0:
+            raise TransactionError("commit() called with no transaction open in this thread")
+        if state.depth > 1:
+            with self._errors("commit (release savepoint)"):
+                self._commit_nested(state.conn, state.depth - 1)
+            state.depth -= 1
+            return
+        conn = state.conn
+        try:
+            with self._errors("commit"):
+                self._commit_outer(conn)
+        except BaseException:
+            self._abandon(conn)
+            raise
+        self._finish(conn)
+
+    def rollback(self) -> None:
+        """Undo the innermost level: the whole transaction, or back to its savepoint."""
+        state = self._state
+        if state.depth == 0:
+            raise TransactionError("rollback() called with no transaction open in this thread")
+        if state.depth > 1:
+            with self._errors("rollback (to savepoint)"):
+                self._rollback_nested(state.conn, state.depth - 1)
+            state.depth -= 1
+            return
+        self._abandon(state.conn)
+
+    @contextmanager
+    def transaction(self) -> Iterator[SQLBackend]:
+        """``with backend.transaction():`` commits on success and rolls back on exception."""
+        self.begin()
+        try:
+            yield self
+        except BaseException:
+            self.rollback()
+            raise
+        self.commit()
+
+    def _abandon(self, conn: Any) -> None:
+        """Roll the outer transaction back and end it, even on a broken connection."""
+        try:
+            with self._errors("rollback"):
+                self._rollback_outer(conn)
+        finally:
+            self._finish(conn)
+
+    def _finish(self, conn: Any) -> None:
+        state = self._state
+        state.conn = None
+        state.depth = 0
+        state.rollback_only = False
+        self._release(conn)
+
+    @contextmanager
+    def _errors(self, operation: str) -> Iterator[None]:
+        """Re-raise driver exceptions as :class:`DatabaseError` naming operation and place."""
+        try:
+            yield
+        except self.driver_errors as exc:
+            raise self._translate(operation, exc) from exc
+
+    def _translate(self, operation: str, exc: Exception) -> DatabaseError:
+        if isinstance(exc, self.integrity_errors):
+            kind: type[DatabaseError] = IntegrityError
+        elif isinstance(exc, self.operational_errors):
+            kind = OperationalError
+        else:
+            kind = DatabaseError
+        return kind(f"{operation} failed on {self.describe()}: {exc}")
+
+    @contextmanager
+    def _reading(self, operation: str) -> Iterator[Any]:
+        """The connection to read with: the thread's transaction, or one just for this."""
+        state = self._state
+        if state.depth:
+            with self._errors(operation):
+                yield state.conn
+            return
+        conn = self._acquire()
+        try:
+            with self._errors(operation):
+                yield conn
+        finally:
+            self._release(conn)
+
+    @contextmanager
+    def _writing(self, operation: str, *, statements: int = 1) -> Iterator[Any]:
+        """The connection to write with, inside a transaction or savepoint as needed.
+
+        A single statement is atomic by itself inside an open transaction; several need a
+        savepoint (where the dialect has them) so that a failure undoes all of them.
+        """
+        state = self._state
+        if state.depth and (statements == 1 or not self.supports_savepoints):
+            with self._errors(operation):
+                yield state.conn
+            return
+        self.begin()
+        try:
+            with self._errors(operation):
+                yield self._state.conn
+        except BaseException:
+            self.rollback()
+            raise
+        self.commit()
+
+    # -- the protocol -----------------------------------------------------------------
+
+    def get_conversation(self, conversation_id: ConversationId | str) -> ConversationRecord | None:
+        with self._reading("get_conversation") as conn:
+            row = self.queries.get_conversation(conn, conversation_id=conversation_id)
+        return None if row is None else rows.conversation_from_row(row)
+
+    def list_conversations(
+        self,
+        source: str | None = None,
+        provider: str | None = None,
+        limit: int | None = None,
+        offset: int = 0,
+    ) -> list[ConversationRecord]:
+        if limit is not None and limit < 0:
+            raise ValueError(f"limit must be None or >= 0, got {limit}")
+        if offset < 0:
+            raise ValueError(f"offset must be >= 0, got {offset}")
+        with self._reading("list_conversations") as conn:
+            found = list(
+                self.queries.list_conversations(
+                    conn, source=source, provider=provider, max_rows=limit, skip_rows=offset
+                )
+            )
+        return [rows.conversation_from_row(row) for row in found]
+
+    def save_conversation(self, record: ConversationRecord) -> int:
+        params = rows.conversation_params(_as(ConversationRecord, record))
+        with self._writing("save_conversation") as conn:
+            changed = self.queries.upsert_conversation(conn, **params)
+        return 1 if changed else 0
+
+    def get_messages(self, conversation_id: ConversationId | str) -> list[MessageRecord]:
+        with self._reading("get_messages") as conn:
+            found = list(self.queries.get_messages(conn, conversation_id=conversation_id))
+        return [rows.message_from_row(row) for row in found]
+
+    def save_messages(self, records: Sequence[MessageRecord]) -> int:
+        params = [rows.message_params(_as(MessageRecord, r)) for r in records]
+        if not params:
+            return 0
+        with self._writing("save_messages", statements=len(params)) as conn:
+            changed: int = self.queries.upsert_messages(conn, params)
+        return changed
+
+    def get_attachments(self, conversation_id: ConversationId | str) -> list[AttachmentRecord]:
+        with self._reading("get_attachments") as conn:
+            found = list(self.queries.get_attachments(conn, conversation_id=conversation_id))
+        return [rows.attachment_from_row(row) for row in found]
+
+    def save_attachments(self, records: Sequence[AttachmentRecord]) -> int:
+        checked = [_as(AttachmentRecord, r) for r in records]
+        if not checked:
+            return 0
+        with self._writing("save_attachments", statements=3) as conn:
+            self.queries.upsert_attachments(conn, [rows.attachment_params(r) for r in checked])
+            new_refs: int = self.queries.insert_attachment_refs(
+                conn, [rows.ref_params(r) for r in checked]
+            )
+            if new_refs:
+                ids = sorted({r.attachment_id for r in checked})
+                self.queries.refresh_ref_counts(conn, attachment_ids=rows.dump_json(ids))
+        return new_refs
+
+    def prune_attachments(
+        self, conversation_id: ConversationId | str, keep_ref_ids: Sequence[str]
+    ) -> int:
+        if isinstance(keep_ref_ids, str):
+            raise TypeError("keep_ref_ids must be a sequence of ref ids, not one string")
+        keep = rows.dump_json(list(keep_ref_ids))
+        with self._writing("prune_attachments", statements=3) as conn:
+            removed = [
+                row["attachment_id"]
+                for row in self.queries.prune_attachment_refs(
+                    conn, conversation_id=conversation_id, keep_ref_ids=keep
+                )
+            ]
+            if removed:
+                ids = rows.dump_json(sorted(set(removed)))
+                self.queries.refresh_ref_counts(conn, attachment_ids=ids)
+                self.queries.delete_unreferenced_attachments(conn, attachment_ids=ids)
+        return len(removed)
+
+    def delete_conversation(self, conversation_id: ConversationId | str) -> bool:
+        with self._writing("delete_conversation", statements=3) as conn:
+            self.prune_attachments(conversation_id, [])
+            self.queries.delete_conversation_messages(conn, conversation_id=conversation_id)
+            deleted = self.queries.delete_conversation(conn, conversation_id=conversation_id)
+        return bool(deleted)
+
+    def record_run(self, record: RunRecord) -> None:
+        params = rows.run_params(_as(RunRecord, record))
+        with self._writing("record_run") as conn:
+            self.queries.record_run(conn, **params)
+
+    def get_runs(self, limit: int | None = None) -> list[RunRecord]:
+        if limit is not None and limit < 0:
+            raise ValueError(f"limit must be None or >= 0, got {limit}")
+        with self._reading("get_runs") as conn:
+            found = list(self.queries.get_runs(conn, max_rows=limit))
+        return [rows.run_from_row(row) for row in found]
+
+    def stats(self) -> dict[str, Any]:
+        """``{"providers": [...], "messages_per_month": [...]}``, one dict per row."""
+        with self._reading("stats") as conn:
+            providers = [dict(row) for row in self.queries.provider_counts(conn)]
+            months = [dict(row) for row in self.queries.messages_per_month(conn)]
+        return {"providers": providers, "messages_per_month": months}
+
+    def schema_version(self) -> int:
+        raise NotImplementedError
+
+    def __enter__(self) -> SQLBackend:
+        return self
+
+    def __exit__(self, *_exc: object) -> None:
+        self.close()
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}({self.describe()})"
+
+
+def _as(kind: type[_R], value: object) -> _R:
+    """``value`` if it is a ``kind``; a mapping is validated into one (ValidationError)."""
+    if isinstance(value, kind):
+        return value
+    if isinstance(value, Mapping):
+        return kind.model_validate(value)
+    raise TypeError(f"expected a {kind.__name__}, got {type(value).__name__}")

@@ -1,0 +1,347 @@
+"""The migration runner: numbered SQL scripts, applied once each, in order.
+
+``migrations/<dialect>/NNNN_slug.sql`` holds the schema history; the number is the schema
+version the script produces. The runner refuses gaps and duplicate numbers, applies every
+pending script in its own transaction under a write lock (so two processes migrating the
+same database apply each script once), and records version, name, sha256 checksum and time
+in ``schema_migrations``. How a dialect stores its version, takes the lock and runs a script
+is the backend's business (:class:`MigrationTarget`); the order of things is decided here.
+
+A script whose first line is ``-- polylogue: no-transaction`` runs outside a transaction
+(PostgreSQL's ``CREATE INDEX CONCURRENTLY`` needs that); the target decides how to lock it.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import re
+from collections.abc import Iterator
+from contextlib import AbstractContextManager
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any, Protocol
+
+from polylogue.errors import DatabaseError, MigrationError, SchemaVersionError
+from polylogue.storage.sqlfiles import resource_dir
+
+NO_TRANSACTION_MARKER = "-- polylogue: no-transaction"
+_SCRIPT_NAME = re.compile(r"(?P<version>\d{4})_(?P<slug>[a-z0-9][a-z0-9_]*)\.sql")
+
+
+@dataclass(frozen=True)
+class MigrationScript:
+    """One numbered script on disk."""
+
+    version: int
+    name: str
+    path: Path
+    sql: str
+    checksum: str
+    no_transaction: bool
+
+
+@dataclass(frozen=True)
+class AppliedMigration:
+    """One row of ``schema_migrations``, compared with the script on disk."""
+
+    version: int
+    name: str
+    checksum: str
+    applied_at: str
+    file_checksum: str | None
+
+    @property
+    def changed(self) -> bool:
+        """The script on disk is no longer the one that was applied."""
+        return self.file_checksum is not None and self.file_checksum != self.checksum
+
+
+@dataclass(frozen=True)
+class MigrationStatus:
+    """Where a database stands against the scripts that ship with this code."""
+
+    current_version: int
+    target_version: int
+    applied: list[AppliedMigration]
+    pending: list[MigrationScript]
+    unrecorded: list[int] = field(default_factory=list)
+
+    @property
+    def changed(self) -> list[AppliedMigration]:
+        """Applied scripts whose file has been edited since (drift)."""
+        return [m for m in self.applied if m.changed]
+
+
+class MigrationTarget(Protocol):
+    """What a backend gives the runner: one connection and its dialect's mechanics."""
+
+    dialect: str
+    queries: Any
+
+    def migration_connection(self) -> AbstractContextManager[Any]:
+        """A connection outside any transaction, prepared for migrating, for the run."""
+
+    def begin_locked(self, conn: Any) -> None:
+        """Open a transaction holding the migration write lock."""
+
+    def commit(self, conn: Any) -> None: ...
+
+    def rollback(self, conn: Any) -> None: ...
+
+    def read_version(self, conn: Any) -> int:
+        """The schema version the database is at (0 when empty)."""
+
+    def write_version(self, conn: Any, version: int) -> None:
+        """Store ``version`` (inside the script's transaction)."""
+
+    def run_script(self, conn: Any, sql: str) -> None:
+        """Execute every statement of ``sql`` on ``conn``."""
+
+    def check_before_commit(self, conn: Any) -> None:
+        """Raise if the script left the database inconsistent."""
+
+    def run_without_transaction(self, conn: Any, script: MigrationScript) -> None:
+        """Apply a ``no-transaction`` script under the dialect's session-level lock."""
+
+
+def discover(dialect: str, folder: Path | None = None) -> list[MigrationScript]:
+    """The scripts of ``dialect`` in version order; refuses bad names, gaps, duplicates."""
+    folder = folder or resource_dir("migrations", dialect)
+    scripts: dict[int, MigrationScript] = {}
+    for path in sorted(folder.glob("*.sql")):
+        match = _SCRIPT_NAME.fullmatch(path.name)
+        if not match:
+            raise MigrationError(
+                f"{path}: migration scripts are named NNNN_short_slug.sql"
+                " (four digits, lower-case slug)"
+            )
+        version = int(match["version"])
+        if version in scripts:
+            raise MigrationError(
+                f"{path}: version {version} is also {scripts[version].path.name};"
+                " each version has exactly one script"
+            )
+        raw = path.read_bytes()
+        sql = raw.decode("utf-8")
+        scripts[version] = MigrationScript(
+            version=version,
+            name=path.stem,
+            path=path,
+            sql=sql,
+            checksum=hashlib.sha256(raw).hexdigest(),
+            no_transaction=sql.lstrip().startswith(NO_TRANSACTION_MARKER),
+        )
+    ordered = [scripts[v] for v in sorted(scripts)]
+    for expected, script in enumerate(ordered, start=1):
+        if script.version != expected:
+            raise MigrationError(
+                f"{folder}: no script for version {expected} before {script.path.name};"
+                " versions must run 1, 2, 3, ... without gaps"
+            )
+    if not ordered:
+        raise MigrationError(f"{folder}: no migration scripts")
+    return ordered
+
+
+class MigrationRunner:
+    """Applies the scripts of ``target.dialect`` to the database behind ``target``."""
+
+    def __init__(self, target: MigrationTarget, folder: Path | None = None) -> None:
+        self.target = target
+        self.scripts = discover(target.dialect, folder)
+        self.target_version = self.scripts[-1].version
+
+    def status(self) -> MigrationStatus:
+        """Report version, applied scripts with checksums, pending scripts; change nothing."""
+        with self.target.migration_connection() as conn:
+            current = self.target.read_version(conn)
+            applied = self._applied(conn)
+        return self._status(current, applied)
+
+    def migrate(self, *, dry_run: bool = False, allow_changed: bool = False) -> list[MigrationScript]:
+        """Apply pending scripts (or, with ``dry_run``, list them) and return them.
+
+        Raises :class:`SchemaVersionError` for a database newer than this code and
+        :class:`MigrationError` when an applied script was edited (unless
+        ``allow_changed``) or a script fails; a failed script leaves the database at the
+        version it had before that script.
+        """
+        with self.target.migration_connection() as conn:
+            status = self._status(self.target.read_version(conn), self._applied(conn))
+            if status.changed and not allow_changed:
+                names = ", ".join(f"{m.name} (applied {m.checksum[:12]}, file {m.file_checksum and m.file_checksum[:12]})" for m in status.changed)
+                raise MigrationError(
+                    f"applied migration scripts have been edited since: {names}; restore them,"
+                    " or pass allow_changed=True (polylogue migrate --allow-changed) to go on"
+                )
+            if dry_run:
+                return status.pending
+            done: list[MigrationScript] = []
+            for script in status.pending:
+                if self._apply(conn, script):
+                    done.append(script)
+            if not status.pending and status.unrecorded:
+                self._adopt_only(conn)
+            return done
+
+    def _status(self, current: int, applied: list[AppliedMigration]) -> MigrationStatus:
+        if current > self.target_version:
+            raise SchemaVersionError(
+                f"Unsupported DB schema version {current} (expected {self.target_version})"
+            )
+        recorded = {m.version for m in applied}
+        return MigrationStatus(
+            current_version=current,
+            target_version=self.target_version,
+            applied=applied,
+            pending=[s for s in self.scripts if s.version > current],
+            unrecorded=[v for v in range(1, current + 1) if v not in recorded],
+        )
+
+    def _applied(self, conn: Any) -> list[AppliedMigration]:
+        queries = self.target.queries
+        if not queries.schema_migrations_exists(conn):
+            return []
+        by_version = {s.version: s for s in self.scripts}
+        rows = [tuple(row) for row in queries.get_applied_migrations(conn)]
+        return [
+            AppliedMigration(
+                version=int(version),
+                name=str(name),
+                checksum=str(checksum),
+                applied_at=str(applied_at),
+                file_checksum=by_version[version].checksum if version in by_version else None,
+            )
+            for version, name, checksum, applied_at in rows
+        ]
+
+    def _apply(self, conn: Any, script: MigrationScript) -> bool:
+        """Apply one script unless another process got there first; True when applied."""
+        if script.no_transaction:
+            return self._apply_without_transaction(conn, script)
+        target = self.target
+        target.begin_locked(conn)
+        try:
+            current = target.read_version(conn)
+            if current >= script.version:
+                target.rollback(conn)
+                return False
+            self._check_next(current, script)
+            self._record_missing(conn, current)
+            target.run_script(conn, script.sql)
+            self._record(conn, script)
+            target.write_version(conn, script.version)
+            target.check_before_commit(conn)
+            target.commit(conn)
+        except BaseException as exc:
+            target.rollback(conn)
+            if isinstance(exc, SchemaVersionError | MigrationError) or not isinstance(
+                exc, Exception
+            ):
+                raise
+            raise MigrationError(
+                f"migration {script.path.name} failed: {exc}; the database is still at"
+                f" version {script.version - 1}"
+            ) from exc
+        return True
+
+    def _apply_without_transaction(self, conn: Any, script: MigrationScript) -> bool:
+        target = self.target
+        if target.read_version(conn) >= script.version:
+            return False
+        try:
+            target.run_without_transaction(conn, script)
+        except DatabaseError:
+            raise
+        except Exception as exc:
+            raise MigrationError(
+                f"migration {script.path.name} (no-transaction) failed: {exc}; the database"
+                f" is still at version {script.version - 1}; statements of the script that"
+                " ran before the failure are not undone"
+            ) from exc
+        return True
+
+    def finish_without_transaction(self, conn: Any, script: MigrationScript) -> None:
+        """Record a no-transaction script once it ran (called by the target, under its lock)."""
+        target = self.target
+        target.begin_locked(conn)
+        try:
+            self._record_missing(conn, script.version - 1)
+            self._record(conn, script)
+            target.write_version(conn, script.version)
+            target.commit(conn)
+        except BaseException:
+            target.rollback(conn)
+            raise
+
+    def _adopt_only(self, conn: Any) -> None:
+        target = self.target
+        target.begin_locked(conn)
+        try:
+            self._record_missing(conn, target.read_version(conn))
+            target.commit(conn)
+        except BaseException:
+            target.rollback(conn)
+            raise
+
+    def _check_next(self, current: int, script: MigrationScript) -> None:
+        if current != script.version - 1:
+            raise MigrationError(
+                f"cannot apply {script.path.name} to a database at version {current}"
+            )
+
+    def _record_missing(self, conn: Any, current: int) -> None:
+        """Adopt a database made before ``schema_migrations`` existed: record its versions."""
+        queries = self.target.queries
+        queries.create_schema_migrations(conn)
+        recorded = {int(tuple(row)[0]) for row in queries.get_applied_migrations(conn)}
+        for script in self.scripts[:current]:
+            if script.version not in recorded:
+                self._record(conn, script)
+
+    def _record(self, conn: Any, script: MigrationScript) -> None:
+        self.target.queries.record_migration(
+            conn,
+            version=script.version,
+            name=script.name,
+            checksum=script.checksum,
+            applied_at=datetime.now(UTC).isoformat(timespec="seconds"),
+        )
+
+
+def iter_statements(script: str, is_complete: Any) -> Iterator[str]:
+    """Split ``script`` into statements using the driver's ``is_complete(text)`` test.
+
+    Splitting at every ``;`` and gluing pieces until the driver says the text is a complete
+    statement keeps semicolons inside strings, comments and trigger bodies intact.
+    """
+    buffer = ""
+    for piece in script.split(";"):
+        buffer += piece + ";"
+        if is_complete(buffer):
+            if _has_code(buffer):
+                yield buffer
+            buffer = ""
+    if _has_code(buffer.rstrip(";")):
+        yield buffer
+
+
+def _has_code(text: str) -> bool:
+    for line in text.splitlines():
+        stripped = line.strip()
+        if stripped and not stripped.startswith("--") and stripped != ";":
+            return True
+    return False
+
+
+__all__ = [
+    "NO_TRANSACTION_MARKER",
+    "AppliedMigration",
+    "MigrationRunner",
+    "MigrationScript",
+    "MigrationStatus",
+    "MigrationTarget",
+    "discover",
+    "iter_statements",
+]

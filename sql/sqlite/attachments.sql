@@ -1,0 +1,73 @@
+-- Attachments: shared attachment rows, per-conversation refs, ref counting and pruning.
+-- Lists of ids are passed as one JSON array (text) so that every dialect binds them alike.
+
+-- name: upsert_attachments(attachment_id, mime_type, size_bytes, path, provider_meta)*!
+-- Insert attachment rows, or fill in what changed; an incoming NULL never erases a
+-- known value.
+INSERT INTO attachments (
+    attachment_id, mime_type, size_bytes, path, ref_count, provider_meta
+)
+VALUES (:attachment_id, :mime_type, :size_bytes, :path, 0, :provider_meta)
+ON CONFLICT (attachment_id) DO UPDATE SET
+    mime_type = coalesce(excluded.mime_type, attachments.mime_type),
+    size_bytes = coalesce(excluded.size_bytes, attachments.size_bytes),
+    path = coalesce(excluded.path, attachments.path),
+    provider_meta = coalesce(excluded.provider_meta, attachments.provider_meta)
+WHERE (
+    attachments.mime_type IS NOT coalesce(excluded.mime_type, attachments.mime_type)
+    OR attachments.size_bytes IS NOT coalesce(excluded.size_bytes, attachments.size_bytes)
+    OR attachments.path IS NOT coalesce(excluded.path, attachments.path)
+    OR attachments.provider_meta
+    IS NOT coalesce(excluded.provider_meta, attachments.provider_meta)
+);
+
+-- name: insert_attachment_refs(ref_id, attachment_id, conversation_id, message_id, provider_meta)*!
+-- Insert refs that are new; the summed row count is the number of new refs.
+INSERT INTO attachment_refs (
+    ref_id, attachment_id, conversation_id, message_id, provider_meta
+)
+VALUES (:ref_id, :attachment_id, :conversation_id, :message_id, :provider_meta)
+ON CONFLICT (ref_id) DO NOTHING;
+
+-- name: refresh_ref_counts(attachment_ids)!
+-- Recount the refs of the given attachments (a JSON array of ids).
+UPDATE attachments
+SET
+    ref_count = (
+        SELECT count(*)
+        FROM attachment_refs AS r
+        WHERE r.attachment_id = attachments.attachment_id
+    )
+WHERE attachment_id IN (SELECT j.value FROM json_each(:attachment_ids) AS j);
+
+-- name: get_attachments(conversation_id)
+-- One row per ref of the conversation, joined to its shared attachment row.
+SELECT
+    a.attachment_id,
+    r.conversation_id,
+    r.message_id,
+    a.mime_type,
+    a.size_bytes,
+    a.path,
+    a.provider_meta
+FROM attachment_refs AS r
+INNER JOIN attachments AS a ON r.attachment_id = a.attachment_id
+WHERE r.conversation_id = :conversation_id
+ORDER BY a.attachment_id ASC, r.message_id ASC;
+
+-- name: prune_attachment_refs(conversation_id, keep_ref_ids)
+-- Delete the refs of a conversation that are not in keep_ref_ids (a JSON array) and
+-- return the attachment id of each deleted ref, for refresh_ref_counts.
+DELETE FROM attachment_refs
+WHERE
+    attachment_refs.conversation_id = :conversation_id
+    AND attachment_refs.ref_id NOT IN (SELECT j.value FROM json_each(:keep_ref_ids) AS j)
+RETURNING attachment_refs.attachment_id;
+
+-- name: delete_unreferenced_attachments(attachment_ids)!
+-- Delete those of the given attachments (a JSON array) that no ref points to any more.
+DELETE FROM attachments
+WHERE (
+    attachment_id IN (SELECT j.value FROM json_each(:attachment_ids) AS j)
+    AND ref_count = 0
+);

@@ -1,0 +1,82 @@
+-- Conversations: upsert that skips unchanged rows, point and list reads, delete.
+
+-- name: upsert_conversation(conversation_id, provider_name, provider_conversation_id, title, created_at, updated_at, content_hash, provider_meta, version)!
+-- Insert a conversation, or update it when a stored field differs.
+-- Provider ids and version are never changed by an update; an unchanged row is not
+-- rewritten, so the row count is 1 when inserted or changed and 0 when skipped.
+INSERT INTO conversations (
+    conversation_id,
+    provider_name,
+    provider_conversation_id,
+    title,
+    created_at,
+    updated_at,
+    content_hash,
+    provider_meta,
+    version
+)
+VALUES (
+    :conversation_id,
+    :provider_name,
+    :provider_conversation_id,
+    :title,
+    :created_at,
+    :updated_at,
+    :content_hash,
+    :provider_meta,
+    :version
+)
+ON CONFLICT (conversation_id) DO UPDATE SET
+    title = excluded.title,
+    created_at = excluded.created_at,
+    updated_at = excluded.updated_at,
+    content_hash = excluded.content_hash,
+    provider_meta = excluded.provider_meta
+WHERE (
+    conversations.title IS NOT excluded.title
+    OR conversations.created_at IS NOT excluded.created_at
+    OR conversations.updated_at IS NOT excluded.updated_at
+    OR conversations.content_hash IS NOT excluded.content_hash
+    OR conversations.provider_meta IS NOT excluded.provider_meta
+);
+
+-- name: get_conversation(conversation_id)^
+-- One conversation by id, or nothing.
+SELECT
+    conversation_id,
+    provider_name,
+    provider_conversation_id,
+    title,
+    created_at,
+    updated_at,
+    content_hash,
+    provider_meta,
+    version
+FROM conversations
+WHERE conversation_id = :conversation_id;
+
+-- name: list_conversations(source, provider, max_rows, skip_rows)
+-- Conversations newest updated_at first (NULL last, then by id), optionally filtered by
+-- source (provider_meta.source) and provider; max_rows NULL means no limit.
+SELECT
+    conversation_id,
+    provider_name,
+    provider_conversation_id,
+    title,
+    created_at,
+    updated_at,
+    content_hash,
+    provider_meta,
+    version
+FROM conversations
+WHERE
+    (:source IS NULL OR source_name = :source)
+    AND (:provider IS NULL OR provider_name = :provider)
+ORDER BY updated_at DESC, conversation_id ASC
+LIMIT coalesce(:max_rows, -1) OFFSET :skip_rows;
+
+-- name: delete_conversation(conversation_id)!
+-- Delete one conversation row. The binding deletes its refs and messages first, in the
+-- same transaction, so that attachment ref counts stay right on every dialect.
+DELETE FROM conversations
+WHERE conversation_id = :conversation_id;
