@@ -159,7 +159,9 @@ class MigrationRunner:
             applied = self._applied(conn)
         return self._status(current, applied)
 
-    def migrate(self, *, dry_run: bool = False, allow_changed: bool = False) -> list[MigrationScript]:
+    def migrate(
+        self, *, dry_run: bool = False, allow_changed: bool = False
+    ) -> list[MigrationScript]:
         """Apply pending scripts (or, with ``dry_run``, list them) and return them.
 
         Raises :class:`SchemaVersionError` for a database newer than this code and
@@ -170,7 +172,11 @@ class MigrationRunner:
         with self.target.migration_connection() as conn:
             status = self._status(self.target.read_version(conn), self._applied(conn))
             if status.changed and not allow_changed:
-                names = ", ".join(f"{m.name} (applied {m.checksum[:12]}, file {m.file_checksum and m.file_checksum[:12]})" for m in status.changed)
+                names = ", ".join(
+                    f"{m.name} (applied sha256:{m.checksum[:12]},"
+                    f" file now sha256:{(m.file_checksum or '')[:12]})"
+                    for m in status.changed
+                )
                 raise MigrationError(
                     f"applied migration scripts have been edited since: {names}; restore them,"
                     " or pass allow_changed=True (polylogue migrate --allow-changed) to go on"
@@ -204,17 +210,20 @@ class MigrationRunner:
         if not queries.schema_migrations_exists(conn):
             return []
         by_version = {s.version: s for s in self.scripts}
-        rows = [tuple(row) for row in queries.get_applied_migrations(conn)]
-        return [
-            AppliedMigration(
-                version=int(version),
-                name=str(name),
-                checksum=str(checksum),
-                applied_at=str(applied_at),
-                file_checksum=by_version[version].checksum if version in by_version else None,
+        applied = []
+        for row in queries.get_applied_migrations(conn):
+            version = int(row["version"])
+            script = by_version.get(version)
+            applied.append(
+                AppliedMigration(
+                    version=version,
+                    name=str(row["name"]),
+                    checksum=str(row["checksum"]),
+                    applied_at=str(row["applied_at"]),
+                    file_checksum=script.checksum if script else None,
+                )
             )
-            for version, name, checksum, applied_at in rows
-        ]
+        return applied
 
     def _apply(self, conn: Any, script: MigrationScript) -> bool:
         """Apply one script unless another process got there first; True when applied."""
@@ -295,7 +304,7 @@ class MigrationRunner:
         """Adopt a database made before ``schema_migrations`` existed: record its versions."""
         queries = self.target.queries
         queries.create_schema_migrations(conn)
-        recorded = {int(tuple(row)[0]) for row in queries.get_applied_migrations(conn)}
+        recorded = {int(row["version"]) for row in queries.get_applied_migrations(conn)}
         for script in self.scripts[:current]:
             if script.version not in recorded:
                 self._record(conn, script)

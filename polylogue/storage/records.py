@@ -42,8 +42,7 @@ def _not_blank(value: str) -> str:
 def _provider_name(value: str) -> str:
     if not _PROVIDER_NAME.fullmatch(value):
         raise ValueError(
-            "must start with a letter and hold only letters, digits, '-' and '_'"
-            f" (got {value!r})"
+            f"must start with a letter and hold only letters, digits, '-' and '_' (got {value!r})"
         )
     return value
 
@@ -165,9 +164,7 @@ class RunRecord(_Record):
         return value
 
 
-def make_ref_id(
-    attachment_id: str, conversation_id: str, message_id: str | None
-) -> RefId:
+def make_ref_id(attachment_id: str, conversation_id: str, message_id: str | None) -> RefId:
     """``"ref-" + sha256_hex(f"{attachment_id}:{conversation_id}:{message_id or ''}")[:16]``.
 
     Migration 0002 computes the same id in SQL (``sha256_hex``) for rows it converts.

@@ -63,7 +63,7 @@ def resource_dir(kind: Literal["sql", "migrations"], dialect: str) -> Path:
 
 def check_query_set(folder: Path, expected: Mapping[str, QuerySpec]) -> None:
     """Raise :class:`QuerySetError` unless ``folder`` defines exactly ``expected``."""
-    loader = QueryLoader(_NoAdapter(), None, attribute=None)
+    loader = QueryLoader(_NoAdapter(), None, attribute=None)  # type: ignore[arg-type]
     found: dict[str, tuple[Path, int, tuple[str, ...], Operation]] = {}
     problems: list[str] = []
     for path in sorted(folder.glob("*.sql")):

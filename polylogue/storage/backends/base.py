@@ -24,6 +24,7 @@ from pydantic import BaseModel
 
 from polylogue.errors import DatabaseError, IntegrityError, OperationalError, TransactionError
 from polylogue.storage import rows
+from polylogue.storage.migrate import MigrationRunner, MigrationTarget
 from polylogue.storage.records import (
     AttachmentRecord,
     ConversationRecord,
@@ -81,12 +82,8 @@ QUERIES: dict[str, QuerySpec] = {
     ),
     "refresh_ref_counts": QuerySpec("attachments.sql", ("attachment_ids",), "!"),
     "get_attachments": QuerySpec("attachments.sql", ("conversation_id",)),
-    "prune_attachment_refs": QuerySpec(
-        "attachments.sql", ("conversation_id", "keep_ref_ids")
-    ),
-    "delete_unreferenced_attachments": QuerySpec(
-        "attachments.sql", ("attachment_ids",), "!"
-    ),
+    "prune_attachment_refs": QuerySpec("attachments.sql", ("conversation_id", "keep_ref_ids")),
+    "delete_unreferenced_attachments": QuerySpec("attachments.sql", ("attachment_ids",), "!"),
     # runs.sql
     "record_run": QuerySpec(
         "runs.sql",
@@ -380,18 +377,24 @@ class SQLBackend:
         return [rows.attachment_from_row(row) for row in found]
 
     def save_attachments(self, records: Sequence[AttachmentRecord]) -> int:
+        return self.save_attachments_counted(records)[0]
+
+    def save_attachments_counted(self, records: Sequence[AttachmentRecord]) -> tuple[int, int]:
+        """Like :meth:`save_attachments`; returns (refs new, attachment rows changed)."""
         checked = [_as(AttachmentRecord, r) for r in records]
         if not checked:
-            return 0
+            return 0, 0
         with self._writing("save_attachments", statements=3) as conn:
-            self.queries.upsert_attachments(conn, [rows.attachment_params(r) for r in checked])
+            changed_rows: int = self.queries.upsert_attachments(
+                conn, [rows.attachment_params(r) for r in checked]
+            )
             new_refs: int = self.queries.insert_attachment_refs(
                 conn, [rows.ref_params(r) for r in checked]
             )
             if new_refs:
                 ids = sorted({r.attachment_id for r in checked})
                 self.queries.refresh_ref_counts(conn, attachment_ids=rows.dump_json(ids))
-        return new_refs
+        return new_refs, changed_rows
 
     def prune_attachments(
         self, conversation_id: ConversationId | str, keep_ref_ids: Sequence[str]
@@ -438,8 +441,19 @@ class SQLBackend:
             months = [dict(row) for row in self.queries.messages_per_month(conn)]
         return {"providers": providers, "messages_per_month": months}
 
-    def schema_version(self) -> int:
+    def migration_target(self) -> MigrationTarget:
+        """How the migration runner drives this dialect."""
         raise NotImplementedError
+
+    def migration_runner(self) -> MigrationRunner:
+        """The runner for this database: ``status()``, ``migrate(dry_run=...)``."""
+        return MigrationRunner(self.migration_target())
+
+    def schema_version(self) -> int:
+        """The schema version the database is at (0 for an empty one)."""
+        target = self.migration_target()
+        with target.migration_connection() as conn:
+            return target.read_version(conn)
 
     def __enter__(self) -> SQLBackend:
         return self

@@ -26,7 +26,7 @@ from aiosql.adapters.sqlite3 import SQLite3Adapter
 
 from polylogue.errors import DatabaseError, MigrationError
 from polylogue.storage.backends.base import SQLBackend
-from polylogue.storage.migrate import MigrationRunner, MigrationScript, iter_statements
+from polylogue.storage.migrate import MigrationScript, iter_statements
 from polylogue.storage.sqlfiles import QuerySpec
 
 Synchronous = Literal["off", "normal", "full"]
@@ -52,7 +52,7 @@ def create_private_file(path: Path) -> None:
     os.close(fd)
 
 
-class RowAwareSQLite3Adapter(SQLite3Adapter):  # type: ignore[misc]
+class RowAwareSQLite3Adapter(SQLite3Adapter):
     """aiosql's sqlite3 adapter, taught that ``$`` queries may return ``sqlite3.Row``."""
 
     def select_value(self, conn: Any, query_name: str, sql: str, parameters: Any) -> Any:
@@ -115,7 +115,7 @@ class SQLiteBackend(SQLBackend):
             self._target = self.db_path.as_uri()
         if migrate:
             try:
-                MigrationRunner(SQLiteMigrationTarget(self)).migrate()
+                self.migration_runner().migrate()
             except BaseException:
                 self.close()
                 raise
@@ -146,7 +146,7 @@ class SQLiteBackend(SQLBackend):
     def describe(self) -> str:
         if self._borrowed is not None:
             return "sqlite (borrowed connection)"
-        return f"sqlite:///{self.db_path}" if self.db_path else "sqlite://:memory:"
+        return f"sqlite://{self.db_path}" if self.db_path else "sqlite://:memory:"
 
     def _connect(self) -> sqlite3.Connection:
         try:
@@ -209,9 +209,8 @@ class SQLiteBackend(SQLBackend):
         with self._reading("schema_version") as conn:
             return read_user_version(conn)
 
-    def migration_runner(self) -> MigrationRunner:
-        """The runner for this database (``status()``, ``migrate()``)."""
-        return MigrationRunner(SQLiteMigrationTarget(self))
+    def migration_target(self) -> SQLiteMigrationTarget:
+        return SQLiteMigrationTarget(self)
 
     def close(self) -> None:
         """Close every connection this backend opened (a borrowed one stays open)."""

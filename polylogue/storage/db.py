@@ -1,0 +1,127 @@
+"""The connection functions existing callers use, kept working on the new SQLite layer.
+
+``open_connection()`` hands out a plain :class:`sqlite3.Connection` (rows are
+:class:`sqlite3.Row`), migrated on open, in Python's usual implicit-transaction mode: the
+work done inside the outermost ``with`` is committed when it exits normally, rolled back
+when it raises. Nested ``open_connection()`` calls in the same thread reuse that connection.
+"""
+
+from __future__ import annotations
+
+import os
+import sqlite3
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Final
+
+from polylogue.errors import DatabaseError
+from polylogue.storage.backends.config import default_db_path
+from polylogue.storage.backends.sqlite import (
+    DEFAULT_BUSY_TIMEOUT,
+    SQLiteBackend,
+    connect,
+    create_private_file,
+)
+from polylogue.storage.migrate import discover
+
+SCHEMA_VERSION: Final[int] = discover("sqlite")[-1].version
+"""The schema version this code migrates SQLite databases to."""
+
+
+class _OpenConnection:
+    __slots__ = ("conn", "depth", "path")
+
+    def __init__(self, conn: sqlite3.Connection, path: Path) -> None:
+        self.conn = conn
+        self.path = path
+        self.depth = 1
+
+
+_local = threading.local()
+
+
+def _resolve(db_path: str | os.PathLike[str] | None) -> Path:
+    return Path(db_path if db_path is not None else default_db_path()).expanduser().absolute()
+
+
+def _open(path: Path) -> sqlite3.Connection:
+    create_private_file(path)
+    try:
+        conn = connect(str(path), busy_timeout=DEFAULT_BUSY_TIMEOUT)
+    except sqlite3.Error as exc:
+        raise DatabaseError(f"cannot open {path}: {exc}") from exc
+    try:
+        backend = SQLiteBackend.borrowing(conn)
+        with backend._errors(f"open {path}"):
+            backend.queries.configure_connection(conn)
+            backend.queries.use_synchronous_normal(conn)
+        conn.isolation_level = "DEFERRED"
+        backend.migration_runner().migrate()
+    except BaseException:
+        conn.close()
+        raise
+    return conn
+
+
+@contextmanager
+def open_connection(db_path: str | os.PathLike[str] | None = None) -> Iterator[sqlite3.Connection]:
+    """A migrated connection to ``db_path`` (default: :func:`default_db_path`).
+
+    Inside an open one in the same thread, returns the same connection; asking for a
+    different file there raises ``DatabaseError("Existing connection opened for ...")``.
+    """
+    current: _OpenConnection | None = getattr(_local, "current", None)
+    if current is not None:
+        if db_path is not None and _resolve(db_path) != current.path:
+            raise DatabaseError(
+                f"Existing connection opened for {current.path}; cannot open {_resolve(db_path)}"
+                " in the same thread until it is closed"
+            )
+        current.depth += 1
+        try:
+            yield current.conn
+        finally:
+            current.depth -= 1
+        return
+    path = _resolve(db_path)
+    conn = _open(path)
+    _local.current = _OpenConnection(conn, path)
+    try:
+        yield conn
+    except BaseException:
+        _local.current = None
+        try:
+            conn.rollback()
+        finally:
+            conn.close()
+        raise
+    _local.current = None
+    try:
+        conn.commit()
+    except sqlite3.Error as exc:
+        raise DatabaseError(f"commit failed on {path}: {exc}") from exc
+    finally:
+        conn.close()
+
+
+@contextmanager
+def connection_context(
+    conn: sqlite3.Connection | None = None, db_path: str | os.PathLike[str] | None = None
+) -> Iterator[sqlite3.Connection]:
+    """Use ``conn`` as it is (its owner commits), or open one as :func:`open_connection`."""
+    if conn is not None:
+        yield conn
+        return
+    with open_connection(db_path) as opened:
+        yield opened
+
+
+__all__ = [
+    "SCHEMA_VERSION",
+    "DatabaseError",
+    "connection_context",
+    "default_db_path",
+    "open_connection",
+]

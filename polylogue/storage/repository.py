@@ -1,0 +1,194 @@
+"""``StorageRepository``: whole conversations in, dedup counts out.
+
+A *bundle* is one conversation with its messages and attachment references. Saving one is
+a single transaction: the conversation, its messages, its attachments, and the pruning of
+refs the bundle no longer lists (its attachment list is authoritative). The counts come
+from what the upserts report, never from reading rows back first.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Iterable, Sequence
+from typing import TypedDict
+
+from polylogue.protocols import StorageBackend
+from polylogue.storage.records import (
+    AttachmentRecord,
+    ConversationRecord,
+    MessageRecord,
+    RunRecord,
+)
+
+Bundle = tuple[ConversationRecord, Sequence[MessageRecord], Sequence[AttachmentRecord]]
+
+DEFAULT_BATCH_SIZE = 500
+"""Bundles per transaction in :meth:`StorageRepository.save_many` (10,000 messages at 20 a
+conversation): large enough that commits do not dominate, small enough to bound memory."""
+
+
+class SaveCounts(TypedDict):
+    """What a save did: rows inserted or changed, and rows found already stored."""
+
+    conversations: int
+    messages: int
+    attachments: int
+    skipped_conversations: int
+    skipped_messages: int
+    skipped_attachments: int
+
+
+def empty_counts() -> SaveCounts:
+    return SaveCounts(
+        conversations=0,
+        messages=0,
+        attachments=0,
+        skipped_conversations=0,
+        skipped_messages=0,
+        skipped_attachments=0,
+    )
+
+
+def add_counts(total: SaveCounts, more: SaveCounts) -> None:
+    for key in total:
+        total[key] += more[key]  # type: ignore[literal-required]
+
+
+class BundleError(ValueError):
+    """A bundle's records do not belong together (raised before anything is written)."""
+
+
+def check_bundle(
+    conversation: ConversationRecord,
+    messages: Sequence[MessageRecord],
+    attachments: Sequence[AttachmentRecord],
+    where: str = "bundle",
+) -> None:
+    """Raise :class:`BundleError` unless every record belongs to ``conversation``."""
+    if not isinstance(conversation, ConversationRecord):
+        raise TypeError(f"{where}: conversation must be a ConversationRecord")
+    cid = conversation.conversation_id
+    message_ids: set[str] = set()
+    for i, message in enumerate(messages):
+        if not isinstance(message, MessageRecord):
+            raise TypeError(f"{where}: messages[{i}] must be a MessageRecord")
+        if message.conversation_id != cid:
+            raise BundleError(
+                f"{where}: messages[{i}] ({message.message_id!r}) has conversation_id"
+                f" {message.conversation_id!r}, not {cid!r}"
+            )
+        message_ids.add(message.message_id)
+    for i, attachment in enumerate(attachments):
+        if not isinstance(attachment, AttachmentRecord):
+            raise TypeError(f"{where}: attachments[{i}] must be an AttachmentRecord")
+        if attachment.conversation_id != cid:
+            raise BundleError(
+                f"{where}: attachments[{i}] ({attachment.attachment_id!r}) has"
+                f" conversation_id {attachment.conversation_id!r}, not {cid!r}"
+            )
+
+
+class StorageRepository:
+    """Saves bundles atomically through a :class:`StorageBackend`.
+
+    With no backend it opens the default SQLite database (``default_db_path()``, or
+    ``POLYLOGUE_DATABASE_URL``) and closes it in :meth:`close`. Writes from several threads
+    are serialised by a lock, so bundles never interleave.
+    """
+
+    def __init__(self, backend: StorageBackend | None = None) -> None:
+        if backend is None:
+            from polylogue.storage.backends import create_backend
+
+            backend = create_backend()
+            self._owns_backend = True
+        else:
+            self._owns_backend = False
+        self.backend: StorageBackend = backend
+        self._write_lock = threading.RLock()
+
+    def save_conversation(
+        self,
+        *,
+        conversation: ConversationRecord,
+        messages: Sequence[MessageRecord] = (),
+        attachments: Sequence[AttachmentRecord] = (),
+    ) -> SaveCounts:
+        """Save one bundle in one transaction and return its counts."""
+        messages, attachments = list(messages), list(attachments)
+        check_bundle(conversation, messages, attachments)
+        with self._write_lock, self.backend.transaction():
+            return self._write_batch([(conversation, messages, attachments)])
+
+    def save_many(
+        self, bundles: Iterable[Bundle], *, batch_size: int = DEFAULT_BATCH_SIZE
+    ) -> SaveCounts:
+        """Save bundles (any iterable, a generator too), ``batch_size`` per transaction.
+
+        Each batch is checked before it is written and committed as a whole: a failure
+        raises with the bundle's position, keeps the batches committed before it and
+        leaves nothing of the failing batch.
+        """
+        if batch_size < 1:
+            raise ValueError(f"batch_size must be >= 1, got {batch_size}")
+        total = empty_counts()
+        batch: list[Bundle] = []
+        first = 0
+        for index, (conversation, messages, attachments) in enumerate(bundles):
+            bundle = (conversation, list(messages), list(attachments))
+            check_bundle(*bundle, where=f"bundle {index}")
+            batch.append(bundle)
+            if len(batch) >= batch_size:
+                add_counts(total, self._commit_batch(batch, first))
+                first, batch = index + 1, []
+        if batch:
+            add_counts(total, self._commit_batch(batch, first))
+        return total
+
+    def record_run(self, record: RunRecord) -> None:
+        """Store an import run."""
+        with self._write_lock:
+            self.backend.record_run(record)
+
+    def close(self) -> None:
+        """Close the backend if this repository opened it."""
+        if self._owns_backend:
+            self.backend.close()
+
+    def _commit_batch(self, batch: list[Bundle], first: int) -> SaveCounts:
+        try:
+            with self._write_lock, self.backend.transaction():
+                return self._write_batch(batch)
+        except Exception as exc:
+            exc.add_note(f"while saving bundles {first}..{first + len(batch) - 1} (rolled back)")
+            raise
+
+    def _write_batch(self, batch: Sequence[Bundle]) -> SaveCounts:
+        """Write bundles inside the caller's transaction: set-based across the batch."""
+        backend = self.backend
+        counts = empty_counts()
+        all_messages: list[MessageRecord] = []
+        all_attachments: list[AttachmentRecord] = []
+        for conversation, messages, attachments in batch:
+            changed = backend.save_conversation(conversation)
+            counts["conversations"] += changed
+            counts["skipped_conversations"] += 1 - changed
+            all_messages.extend(messages)
+            all_attachments.extend(attachments)
+        changed_messages = backend.save_messages(all_messages) if all_messages else 0
+        counts["messages"] = changed_messages
+        counts["skipped_messages"] = len(all_messages) - changed_messages
+        new_refs = backend.save_attachments(all_attachments) if all_attachments else 0
+        counts["attachments"] = new_refs
+        counts["skipped_attachments"] = len(all_attachments) - new_refs
+        # The last bundle of a conversation in the batch is the one whose list counts.
+        keep = {c.conversation_id: [a.ref_id for a in atts] for c, _m, atts in batch}
+        for conversation_id, ref_ids in keep.items():
+            backend.prune_attachments(conversation_id, ref_ids)
+        return counts
+
+    def __enter__(self) -> StorageRepository:
+        return self
+
+    def __exit__(self, *_exc: object) -> None:
+        self.close()
