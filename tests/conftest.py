@@ -74,4 +74,3 @@ def raw_scalar(backend: SQLBackend, sql: str, *params: Any) -> Any:
     if isinstance(row, dict):
         return next(iter(row.values()))
     return row[0]
-

@@ -33,7 +33,9 @@ def message(mid: str, cid: str = "c1", **fields: Any) -> MessageRecord:
     return MessageRecord(**values)
 
 
-def attachment(aid: str, cid: str = "c1", mid: str | None = None, **fields: Any) -> AttachmentRecord:
+def attachment(
+    aid: str, cid: str = "c1", mid: str | None = None, **fields: Any
+) -> AttachmentRecord:
     values: dict[str, Any] = {"attachment_id": aid, "conversation_id": cid, "message_id": mid}
     values.update(fields)
     return AttachmentRecord(**values)
@@ -44,7 +46,10 @@ def bundle(
 ) -> tuple[ConversationRecord, list[MessageRecord], list[AttachmentRecord]]:
     conv = conversation(cid, updated_at=f"2024-01-01T00:00:{len(cid):02d}")
     messages = [
-        message(f"{cid}-m{i}", cid, timestamp=f"2024-01-01T00:{i:02d}:00") for i in range(n_messages)
+        message(f"{cid}-m{i}", cid, timestamp=f"2024-01-01T00:{i:02d}:00")
+        for i in range(n_messages)
     ]
-    attachments = [attachment(aid, cid, messages[0].message_id if messages else None) for aid in attachment_ids]
+    attachments = [
+        attachment(aid, cid, messages[0].message_id if messages else None) for aid in attachment_ids
+    ]
     return conv, messages, attachments

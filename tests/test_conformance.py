@@ -14,7 +14,7 @@ from polylogue.protocols import StorageBackend
 from polylogue.storage.backends import SQLBackend
 from polylogue.storage.records import MessageRecord, RunRecord, make_ref_id
 from tests.conftest import raw_scalar
-from tests.records import attachment, bundle, conversation, message
+from tests.records import attachment, conversation, message
 
 TRICKY_TEXT = "naïve 日本語 emoji 😀👩‍👩‍👧 nul\x00byte \u202e rtl\ttab\nnewline 'quote\" %s %(x)s ?"
 TRICKY_META: dict[str, Any] = {
@@ -27,7 +27,9 @@ TRICKY_META: dict[str, Any] = {
 
 
 def ref_count(backend: SQLBackend, attachment_id: str) -> Any:
-    return raw_scalar(backend, "SELECT ref_count FROM attachments WHERE attachment_id = ?", attachment_id)
+    return raw_scalar(
+        backend, "SELECT ref_count FROM attachments WHERE attachment_id = ?", attachment_id
+    )
 
 
 def test_is_a_storage_backend(backend: SQLBackend) -> None:
@@ -67,10 +69,18 @@ def test_empty_strings_stay_distinct_from_none(backend: SQLBackend) -> None:
 def test_message_round_trip_keeps_every_field(backend: SQLBackend) -> None:
     backend.save_conversation(conversation("c1"))
     records = [
-        message("m-full", provider_message_id="pm-1", role="assistant", text=TRICKY_TEXT,
-                timestamp="2024-01-01T00:00:00Z", provider_meta=TRICKY_META, version=3),
-        message("m-empty", provider_message_id="", role="", text="", timestamp="",
-                provider_meta={}),
+        message(
+            "m-full",
+            provider_message_id="pm-1",
+            role="assistant",
+            text=TRICKY_TEXT,
+            timestamp="2024-01-01T00:00:00Z",
+            provider_meta=TRICKY_META,
+            version=3,
+        ),
+        message(
+            "m-empty", provider_message_id="", role="", text="", timestamp="", provider_meta={}
+        ),
         message("m-none", text=None, timestamp=None),
     ]
     assert backend.save_messages(records) == 3
@@ -93,7 +103,9 @@ json_values = st.recursive(
 )
 
 
-@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@settings(
+    max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
 @given(
     text=st.none() | texts,
     role=st.none() | texts,
@@ -124,8 +136,13 @@ def test_conversation_upsert_skips_unchanged_and_keeps_identity(backend: SQLBack
     assert got.title == "second"
     assert got.provider_conversation_id == original.provider_conversation_id
     assert got.version == 1
-    for field, value in [("created_at", "x"), ("updated_at", "y"), ("content_hash", "h2"),
-                         ("provider_meta", {"source": "b"}), ("title", None)]:
+    for field, value in [
+        ("created_at", "x"),
+        ("updated_at", "y"),
+        ("content_hash", "h2"),
+        ("provider_meta", {"source": "b"}),
+        ("title", None),
+    ]:
         assert backend.save_conversation(changed.model_copy(update={field: value})) == 1, field
         changed = changed.model_copy(update={field: value})
 
@@ -195,8 +212,15 @@ def test_attachments_share_rows_and_count_refs(backend: SQLBackend) -> None:
     for cid in ("c1", "c2"):
         backend.save_conversation(conversation(cid))
         backend.save_messages([message(f"{cid}-m", cid)])
-    first = attachment("att", "c1", "c1-m", mime_type="image/png", size_bytes=10, path="/a.png",
-                       provider_meta={"w": 1})
+    first = attachment(
+        "att",
+        "c1",
+        "c1-m",
+        mime_type="image/png",
+        size_bytes=10,
+        path="/a.png",
+        provider_meta={"w": 1},
+    )
     assert backend.save_attachments([first]) == 1
     assert backend.save_attachments([first]) == 0  # same ref: nothing changes
     assert ref_count(backend, "att") == 1
@@ -208,7 +232,10 @@ def test_attachments_share_rows_and_count_refs(backend: SQLBackend) -> None:
     [got] = backend.get_attachments("c2")
     assert (got.conversation_id, got.message_id) == ("c2", None)
     assert (got.mime_type, got.size_bytes, got.path, got.provider_meta) == (
-        "image/png", 10, "/a.png", {"w": 1}
+        "image/png",
+        10,
+        "/a.png",
+        {"w": 1},
     )
     # A known value is updated by a new non-NULL one.
     assert backend.save_attachments([second.model_copy(update={"path": "/b.png"})]) == 0
@@ -250,7 +277,9 @@ def test_ref_ids_follow_the_documented_formula(backend: SQLBackend) -> None:
     record = attachment("att", "c1", "m1")
     backend.save_attachments([record])
     assert record.ref_id == make_ref_id("att", "c1", "m1")
-    stored = raw_scalar(backend, "SELECT ref_id FROM attachment_refs WHERE attachment_id = ?", "att")
+    stored = raw_scalar(
+        backend, "SELECT ref_id FROM attachment_refs WHERE attachment_id = ?", "att"
+    )
     assert stored == record.ref_id
 
 
@@ -271,7 +300,9 @@ def test_delete_conversation_removes_children_and_keeps_counts(backend: SQLBacke
     for cid in ("c1", "c2"):
         backend.save_conversation(conversation(cid))
         backend.save_messages([message(f"{cid}-m", cid)])
-        backend.save_attachments([attachment("shared", cid, f"{cid}-m"), attachment(f"own-{cid}", cid)])
+        backend.save_attachments(
+            [attachment("shared", cid, f"{cid}-m"), attachment(f"own-{cid}", cid)]
+        )
     assert backend.delete_conversation("c1") is True
     assert backend.get_conversation("c1") is None
     assert backend.get_messages("c1") == []
@@ -417,8 +448,15 @@ def test_threads_write_concurrently(backend: SQLBackend) -> None:
 
 def test_runs_round_trip_newest_first(backend: SQLBackend) -> None:
     runs = [
-        RunRecord(run_id="r1", timestamp="2024-01-01T00:00:00Z", plan_snapshot={"a": [1]},
-                  counts={"messages": 3}, drift={"x": None}, indexed=True, duration_ms=12),
+        RunRecord(
+            run_id="r1",
+            timestamp="2024-01-01T00:00:00Z",
+            plan_snapshot={"a": [1]},
+            counts={"messages": 3},
+            drift={"x": None},
+            indexed=True,
+            duration_ms=12,
+        ),
         RunRecord(run_id="r2", timestamp="2024-01-02T00:00:00Z"),
         RunRecord(run_id="r3", timestamp="2024-01-03T00:00:00Z", indexed=False, duration_ms=0),
     ]
@@ -436,12 +474,14 @@ def test_stats_counts_per_provider_and_month(backend: SQLBackend) -> None:
     backend.save_conversation(conversation("c1", provider_name="chatgpt"))
     backend.save_conversation(conversation("c2", provider_name="claude"))
     backend.save_conversation(conversation("c3", provider_name="chatgpt"))
-    backend.save_messages([
-        message("m1", "c1", timestamp="2024-01-05T10:00:00Z"),
-        message("m2", "c1", timestamp="2024-02-05T10:00:00Z"),
-        message("m3", "c3", timestamp="2024-01-09T10:00:00Z"),
-        message("m4", "c2", timestamp=None),
-    ])
+    backend.save_messages(
+        [
+            message("m1", "c1", timestamp="2024-01-05T10:00:00Z"),
+            message("m2", "c1", timestamp="2024-02-05T10:00:00Z"),
+            message("m3", "c3", timestamp="2024-01-09T10:00:00Z"),
+            message("m4", "c2", timestamp=None),
+        ]
+    )
     backend.save_attachments([attachment("a", "c1"), attachment("a", "c2")])
     summary = backend.stats()
     assert summary["providers"] == [
@@ -461,8 +501,14 @@ def test_stats_counts_per_provider_and_month(backend: SQLBackend) -> None:
 def test_wrong_record_types_are_refused_before_writing(backend: SQLBackend) -> None:
     with pytest.raises(TypeError):
         backend.save_conversation("c1")  # type: ignore[arg-type]
-    backend.save_conversation({"conversation_id": "from-dict", "provider_name": "x",  # type: ignore[arg-type]
-                               "provider_conversation_id": "p", "content_hash": "h"})
+    backend.save_conversation(
+        {
+            "conversation_id": "from-dict",
+            "provider_name": "x",  # type: ignore[arg-type]
+            "provider_conversation_id": "p",
+            "content_hash": "h",
+        }
+    )
     assert backend.get_conversation("from-dict") is not None
     with pytest.raises(Exception, match="message_id"):
         backend.save_messages([{"conversation_id": "from-dict", "content_hash": "h"}])  # type: ignore[list-item]
@@ -471,7 +517,9 @@ def test_wrong_record_types_are_refused_before_writing(backend: SQLBackend) -> N
 
 def test_errors_name_the_operation_and_database(backend: SQLBackend) -> None:
     with pytest.raises(DatabaseError) as info:
-        backend.save_messages([MessageRecord(message_id="m", conversation_id="ghost", content_hash="h")])
+        backend.save_messages(
+            [MessageRecord(message_id="m", conversation_id="ghost", content_hash="h")]
+        )
     text = str(info.value)
     assert "save_messages failed on" in text
     assert backend.describe() in text
