@@ -1,14 +1,17 @@
 """Fixtures shared by the suites.
 
-``backend`` runs a test once per backend this machine can reach: SQLite on a file and in
-memory always; PostgreSQL and DuckDB join by adding a factory to ``BACKEND_FACTORIES``.
-``savepoint_backend`` covers only the backends that have savepoints (the nested
-transaction tests are not applicable to DuckDB, which has its own tests).
+``backend`` runs a test once per backend: SQLite on a file and in memory here, and every
+backend that a ``tests/support_<name>.py`` module registers (PostgreSQL, DuckDB). A
+factory is a context manager that yields a fresh, empty, migrated backend and cleans up
+after it. ``savepoint_backend`` covers only backends that have savepoints (the nested
+transaction tests do not apply to DuckDB, which has tests of its own).
 """
 
 from __future__ import annotations
 
+import importlib
 from collections.abc import Callable, Iterator
+from contextlib import AbstractContextManager, contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -16,40 +19,53 @@ import pytest
 
 from polylogue.storage.backends import SQLBackend, SQLiteBackend
 
-BackendFactory = Callable[[Path], SQLBackend]
+BackendFactory = Callable[[Path], AbstractContextManager[SQLBackend]]
 
 
-def _sqlite_file(tmp: Path) -> SQLBackend:
-    return SQLiteBackend(tmp / "archive.db")
+@contextmanager
+def _sqlite_file(tmp: Path) -> Iterator[SQLBackend]:
+    backend = SQLiteBackend(tmp / "archive.db")
+    try:
+        yield backend
+    finally:
+        backend.close()
 
 
-def _sqlite_memory(tmp: Path) -> SQLBackend:
-    return SQLiteBackend(":memory:")
+@contextmanager
+def _sqlite_memory(tmp: Path) -> Iterator[SQLBackend]:
+    backend = SQLiteBackend(":memory:")
+    try:
+        yield backend
+    finally:
+        backend.close()
 
 
 BACKEND_FACTORIES: dict[str, BackendFactory] = {
     "sqlite-file": _sqlite_file,
     "sqlite-memory": _sqlite_memory,
 }
-SAVEPOINT_BACKENDS = ["sqlite-file", "sqlite-memory"]
+SAVEPOINT_BACKENDS: list[str] = ["sqlite-file", "sqlite-memory"]
+
+for _support in ("tests.support_postgres", "tests.support_duckdb"):
+    try:
+        _module = importlib.import_module(_support)
+    except ModuleNotFoundError as _exc:
+        if _exc.name != _support:
+            raise
+        continue
+    _module.register(BACKEND_FACTORIES, SAVEPOINT_BACKENDS)
 
 
 @pytest.fixture(params=list(BACKEND_FACTORIES))
 def backend(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[SQLBackend]:
-    made = BACKEND_FACTORIES[request.param](tmp_path)
-    try:
+    with BACKEND_FACTORIES[request.param](tmp_path) as made:
         yield made
-    finally:
-        made.close()
 
 
 @pytest.fixture(params=SAVEPOINT_BACKENDS)
 def savepoint_backend(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[SQLBackend]:
-    made = BACKEND_FACTORIES[request.param](tmp_path)
-    try:
+    with BACKEND_FACTORIES[request.param](tmp_path) as made:
         yield made
-    finally:
-        made.close()
 
 
 @pytest.fixture
@@ -64,8 +80,12 @@ def data_home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
 def raw_scalar(backend: SQLBackend, sql: str, *params: Any) -> Any:
     """One value from a raw query on the backend's own connection (tests only).
 
-    Write ``?`` for parameters; it is adapted to the driver's style.
+    Write ``?`` for parameters; a backend whose driver wants another style provides
+    ``test_paramstyle`` (e.g. ``"%s"``).
     """
+    style = getattr(backend, "test_paramstyle", "?")
+    if style != "?":
+        sql = sql.replace("?", style)
     with backend._reading("test query") as conn:
         cursor = conn.execute(sql, params)
         row = cursor.fetchone()

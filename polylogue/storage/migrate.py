@@ -22,7 +22,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, Protocol
 
-from polylogue.errors import DatabaseError, MigrationError, SchemaVersionError
+from polylogue.errors import MigrationError, SchemaVersionError
 from polylogue.storage.sqlfiles import resource_dir
 
 NO_TRANSACTION_MARKER = "-- polylogue: no-transaction"
@@ -101,8 +101,14 @@ class MigrationTarget(Protocol):
     def check_before_commit(self, conn: Any) -> None:
         """Raise if the script left the database inconsistent."""
 
-    def run_without_transaction(self, conn: Any, script: MigrationScript) -> None:
-        """Apply a ``no-transaction`` script under the dialect's session-level lock."""
+    def session_lock(self, conn: Any) -> AbstractContextManager[None]:
+        """Hold the migration lock outside a transaction (for ``no-transaction`` scripts).
+
+        Raise :class:`MigrationError` if the dialect has no such scripts.
+        """
+
+    def run_script_outside_transaction(self, conn: Any, sql: str) -> None:
+        """Execute ``sql`` statement by statement, each committing on its own."""
 
 
 def discover(dialect: str, folder: Path | None = None) -> list[MigrationScript]:
@@ -133,15 +139,30 @@ def discover(dialect: str, folder: Path | None = None) -> list[MigrationScript]:
             no_transaction=sql.lstrip().startswith(NO_TRANSACTION_MARKER),
         )
     ordered = [scripts[v] for v in sorted(scripts)]
-    for expected, script in enumerate(ordered, start=1):
+    if not ordered:
+        raise MigrationError(f"{folder}: no migration scripts")
+    first = ordered[0]
+    if first.version != 1 and not is_baseline(first):
+        raise MigrationError(
+            f"{folder}: no script for version 1 before {first.path.name}; only a"
+            " NNNN_baseline*.sql script may start the history above version 1"
+        )
+    for expected, script in enumerate(ordered, start=first.version):
         if script.version != expected:
             raise MigrationError(
                 f"{folder}: no script for version {expected} before {script.path.name};"
-                " versions must run 1, 2, 3, ... without gaps"
+                " versions must follow each other without gaps"
             )
-    if not ordered:
-        raise MigrationError(f"{folder}: no migration scripts")
     return ordered
+
+
+def is_baseline(script: MigrationScript) -> bool:
+    """A baseline creates the whole schema at its version on an empty database.
+
+    PostgreSQL and DuckDB start from one (``0004_baseline.sql``) instead of replaying
+    SQLite's history; it applies only to a database at version 0.
+    """
+    return script.name.split("_", 1)[1].startswith("baseline")
 
 
 class MigrationRunner:
@@ -202,7 +223,11 @@ class MigrationRunner:
             target_version=self.target_version,
             applied=applied,
             pending=[s for s in self.scripts if s.version > current],
-            unrecorded=[v for v in range(1, current + 1) if v not in recorded],
+            unrecorded=[
+                s.version
+                for s in self.scripts
+                if s.version <= current and s.version not in recorded
+            ],
         )
 
     def _applied(self, conn: Any) -> list[AppliedMigration]:
@@ -230,6 +255,7 @@ class MigrationRunner:
         if script.no_transaction:
             return self._apply_without_transaction(conn, script)
         target = self.target
+        current = script.version - 1
         target.begin_locked(conn)
         try:
             current = target.read_version(conn)
@@ -251,38 +277,37 @@ class MigrationRunner:
                 raise
             raise MigrationError(
                 f"migration {script.path.name} failed: {exc}; the database is still at"
-                f" version {script.version - 1}"
+                f" version {current}"
             ) from exc
         return True
 
     def _apply_without_transaction(self, conn: Any, script: MigrationScript) -> bool:
+        """Run a ``no-transaction`` script under the session lock, then record it."""
         target = self.target
-        if target.read_version(conn) >= script.version:
-            return False
-        try:
-            target.run_without_transaction(conn, script)
-        except DatabaseError:
-            raise
-        except Exception as exc:
-            raise MigrationError(
-                f"migration {script.path.name} (no-transaction) failed: {exc}; the database"
-                f" is still at version {script.version - 1}; statements of the script that"
-                " ran before the failure are not undone"
-            ) from exc
+        with target.session_lock(conn):
+            current = target.read_version(conn)
+            if current >= script.version:
+                return False
+            self._check_next(current, script)
+            try:
+                target.run_script_outside_transaction(conn, script.sql)
+            except Exception as exc:
+                raise MigrationError(
+                    f"migration {script.path.name} (no-transaction) failed: {exc}; the"
+                    f" database is still at version {current}; statements of the script that"
+                    " completed before the failure are not undone, so write such scripts to"
+                    " be re-runnable (IF NOT EXISTS)"
+                ) from exc
+            target.begin_locked(conn)
+            try:
+                self._record_missing(conn, current)
+                self._record(conn, script)
+                target.write_version(conn, script.version)
+                target.commit(conn)
+            except BaseException:
+                target.rollback(conn)
+                raise
         return True
-
-    def finish_without_transaction(self, conn: Any, script: MigrationScript) -> None:
-        """Record a no-transaction script once it ran (called by the target, under its lock)."""
-        target = self.target
-        target.begin_locked(conn)
-        try:
-            self._record_missing(conn, script.version - 1)
-            self._record(conn, script)
-            target.write_version(conn, script.version)
-            target.commit(conn)
-        except BaseException:
-            target.rollback(conn)
-            raise
 
     def _adopt_only(self, conn: Any) -> None:
         target = self.target
@@ -295,6 +320,8 @@ class MigrationRunner:
             raise
 
     def _check_next(self, current: int, script: MigrationScript) -> None:
+        if current == 0 and script is self.scripts[0]:
+            return
         if current != script.version - 1:
             raise MigrationError(
                 f"cannot apply {script.path.name} to a database at version {current}"
@@ -305,8 +332,8 @@ class MigrationRunner:
         queries = self.target.queries
         queries.create_schema_migrations(conn)
         recorded = {int(row["version"]) for row in queries.get_applied_migrations(conn)}
-        for script in self.scripts[:current]:
-            if script.version not in recorded:
+        for script in self.scripts:
+            if script.version <= current and script.version not in recorded:
                 self._record(conn, script)
 
     def _record(self, conn: Any, script: MigrationScript) -> None:

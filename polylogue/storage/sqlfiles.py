@@ -41,11 +41,23 @@ _OPERATIONS: dict[SQLOperationType, Operation] = {
 
 @dataclass(frozen=True)
 class QuerySpec:
-    """What the binding expects of one named query: its file, parameters and operation."""
+    """What the binding expects of one named query: its file, parameters and operation.
+
+    A ``bulk`` query writes many rows: as ``*!`` it runs once per row (executemany, each
+    parameter one value); as ``!`` it runs once per batch with each parameter bound to the
+    list of that column's values (``INSERT ... SELECT unnest(:message_id), ...``). The
+    dialect's file picks one; the binding adapts.
+    """
 
     file: str
     params: tuple[str, ...] = ()
     operation: Operation = ""
+    bulk: bool = False
+
+    def accepts(self, operation: Operation) -> bool:
+        if self.bulk:
+            return operation in ("*!", "!")
+        return operation == self.operation
 
 
 def resource_dir(kind: Literal["sql", "migrations"], dialect: str) -> Path:
@@ -96,10 +108,10 @@ def check_query_set(folder: Path, expected: Mapping[str, QuerySpec]) -> None:
                 f"{where} declares parameters ({', '.join(params)}) but the binding passes"
                 f" ({', '.join(spec.params)})"
             )
-        if operation != spec.operation:
+        if not spec.accepts(operation):
+            expected_ops = "'*!' or '!'" if spec.bulk else repr(spec.operation or "(select)")
             problems.append(
-                f"{where} has operation {operation or '(select)'!r}, expected"
-                f" {spec.operation or '(select)'!r}"
+                f"{where} has operation {operation or '(select)'!r}, expected {expected_ops}"
             )
     for name, (path, line, _params, _op) in found.items():
         if name not in expected:

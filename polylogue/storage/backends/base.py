@@ -20,6 +20,7 @@ from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from typing import Any, ClassVar, TypeVar
 
+from aiosql.types import SQLOperationType
 from pydantic import BaseModel
 
 from polylogue.errors import DatabaseError, IntegrityError, OperationalError, TransactionError
@@ -66,7 +67,7 @@ QUERIES: dict[str, QuerySpec] = {
     ),
     "delete_conversation": QuerySpec("conversations.sql", ("conversation_id",), "!"),
     # messages.sql
-    "upsert_messages": QuerySpec("messages.sql", _MESSAGE_COLUMNS, "*!"),
+    "upsert_messages": QuerySpec("messages.sql", _MESSAGE_COLUMNS, "*!", bulk=True),
     "get_messages": QuerySpec("messages.sql", ("conversation_id",)),
     "delete_conversation_messages": QuerySpec("messages.sql", ("conversation_id",), "!"),
     # attachments.sql
@@ -74,11 +75,13 @@ QUERIES: dict[str, QuerySpec] = {
         "attachments.sql",
         ("attachment_id", "mime_type", "size_bytes", "path", "provider_meta"),
         "*!",
+        bulk=True,
     ),
     "insert_attachment_refs": QuerySpec(
         "attachments.sql",
         ("ref_id", "attachment_id", "conversation_id", "message_id", "provider_meta"),
         "*!",
+        bulk=True,
     ),
     "refresh_ref_counts": QuerySpec("attachments.sql", ("attachment_ids",), "!"),
     "get_attachments": QuerySpec("attachments.sql", ("conversation_id",)),
@@ -281,6 +284,15 @@ class SQLBackend:
         except self.driver_errors as exc:
             raise self._translate(operation, exc) from exc
 
+    def _write_rows(self, conn: Any, query_name: str, params: list[rows.Params]) -> int:
+        """Run a bulk query over ``params``: per row (``*!``) or per column (``!``)."""
+        query = getattr(self.queries, query_name)
+        if query.operation is SQLOperationType.INSERT_UPDATE_DELETE_MANY:
+            changed: int = query(conn, params)
+        else:
+            changed = query(conn, **{key: [row[key] for row in params] for key in params[0]})
+        return max(changed, 0)
+
     def _translate(self, operation: str, exc: Exception) -> DatabaseError:
         if isinstance(exc, self.integrity_errors):
             kind: type[DatabaseError] = IntegrityError
@@ -368,8 +380,7 @@ class SQLBackend:
         if not params:
             return 0
         with self._writing("save_messages", statements=len(params)) as conn:
-            changed: int = self.queries.upsert_messages(conn, params)
-        return changed
+            return self._write_rows(conn, "upsert_messages", params)
 
     def get_attachments(self, conversation_id: ConversationId | str) -> list[AttachmentRecord]:
         with self._reading("get_attachments") as conn:
@@ -385,11 +396,11 @@ class SQLBackend:
         if not checked:
             return 0, 0
         with self._writing("save_attachments", statements=3) as conn:
-            changed_rows: int = self.queries.upsert_attachments(
-                conn, [rows.attachment_params(r) for r in checked]
+            changed_rows = self._write_rows(
+                conn, "upsert_attachments", [rows.attachment_params(r) for r in checked]
             )
-            new_refs: int = self.queries.insert_attachment_refs(
-                conn, [rows.ref_params(r) for r in checked]
+            new_refs = self._write_rows(
+                conn, "insert_attachment_refs", [rows.ref_params(r) for r in checked]
             )
             if new_refs:
                 ids = sorted({r.attachment_id for r in checked})

@@ -18,7 +18,7 @@ import sqlite3
 import threading
 import uuid
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import AbstractContextManager, contextmanager
 from pathlib import Path
 from typing import Any, ClassVar, Literal
 
@@ -26,7 +26,7 @@ from aiosql.adapters.sqlite3 import SQLite3Adapter
 
 from polylogue.errors import DatabaseError, MigrationError
 from polylogue.storage.backends.base import SQLBackend
-from polylogue.storage.migrate import MigrationScript, iter_statements
+from polylogue.storage.migrate import iter_statements
 from polylogue.storage.sqlfiles import QuerySpec
 
 Synchronous = Literal["off", "normal", "full"]
@@ -313,8 +313,10 @@ class SQLiteMigrationTarget:
                 f" {broken[:5]} (table, rowid, parent, fkid)"
             )
 
-    def run_without_transaction(self, conn: sqlite3.Connection, script: MigrationScript) -> None:
+    def session_lock(self, conn: sqlite3.Connection) -> AbstractContextManager[None]:
         raise MigrationError(
-            f"{script.path.name}: SQLite migrations always run in a transaction; remove the"
-            " no-transaction marker"
+            "SQLite migrations always run in a transaction; remove the no-transaction marker"
         )
+
+    def run_script_outside_transaction(self, conn: sqlite3.Connection, sql: str) -> None:
+        raise MigrationError("SQLite migrations always run in a transaction")
