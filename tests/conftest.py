@@ -80,12 +80,10 @@ def data_home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
 def raw_scalar(backend: SQLBackend, sql: str, *params: Any) -> Any:
     """One value from a raw query on the backend's own connection (tests only).
 
-    Write ``?`` for parameters; a backend whose driver wants another style provides
-    ``test_paramstyle`` (e.g. ``"%s"``).
+    Write ``?`` for parameters; it becomes ``%s`` for psycopg.
     """
-    style = getattr(backend, "test_paramstyle", "?")
-    if style != "?":
-        sql = sql.replace("?", style)
+    if backend.dialect == "postgresql":
+        sql = sql.replace("?", "%s")
     with backend._reading("test query") as conn:
         cursor = conn.execute(sql, params)
         row = cursor.fetchone()
