@@ -16,7 +16,7 @@ from __future__ import annotations
 import hashlib
 import re
 from collections.abc import Iterator
-from contextlib import AbstractContextManager
+from contextlib import AbstractContextManager, ExitStack
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -271,9 +271,7 @@ class MigrationRunner:
             target.commit(conn)
         except BaseException as exc:
             target.rollback(conn)
-            if isinstance(exc, SchemaVersionError | MigrationError) or not isinstance(
-                exc, Exception
-            ):
+            if isinstance(exc, SchemaVersionError) or not isinstance(exc, Exception):
                 raise
             raise MigrationError(
                 f"migration {script.path.name} failed: {exc}; the database is still at"
@@ -284,7 +282,11 @@ class MigrationRunner:
     def _apply_without_transaction(self, conn: Any, script: MigrationScript) -> bool:
         """Run a ``no-transaction`` script under the session lock, then record it."""
         target = self.target
-        with target.session_lock(conn):
+        with ExitStack() as stack:
+            try:
+                stack.enter_context(target.session_lock(conn))
+            except MigrationError as exc:
+                raise MigrationError(f"migration {script.path.name}: {exc}") from exc
             current = target.read_version(conn)
             if current >= script.version:
                 return False

@@ -109,6 +109,15 @@ class ConversationRecord(_Record):
     provider_meta: Meta = None
     version: int = 1
 
+    @field_validator("provider_meta")
+    @classmethod
+    def _indexable_source(cls, value: JSONObject | None) -> JSONObject | None:
+        source = value.get("source") if value else None
+        if isinstance(source, str) and "\x00" in source:
+            # source is indexed (source_name) through JSON functions that stop at U+0000
+            raise ValueError("value['source'] must not contain U+0000")
+        return value
+
 
 class MessageRecord(_Record):
     """One message of a conversation."""

@@ -1,5 +1,6 @@
 -- Attachments: shared attachment rows, per-conversation refs, ref counting and pruning.
--- Lists of ids are passed as one JSON array (text) so that every dialect binds them alike.
+-- keep_ref_ids is one JSON array (text) so that every dialect binds a list alike; ref ids
+-- are 'ref-' + hex, so JSON functions see them whole.
 
 -- name: upsert_attachments(attachment_id, mime_type, size_bytes, path, provider_meta)*!
 -- Insert attachment rows, or fill in what changed; an incoming NULL never erases a
@@ -29,8 +30,9 @@ INSERT INTO attachment_refs (
 VALUES (:ref_id, :attachment_id, :conversation_id, :message_id, :provider_meta)
 ON CONFLICT (ref_id) DO NOTHING;
 
--- name: refresh_ref_counts(attachment_ids)!
--- Recount the refs of the given attachments (a JSON array of ids).
+-- name: refresh_ref_counts(attachment_id)*!
+-- Recount the refs of the given attachments (one id per row: ids are bound as they are,
+-- never through JSON, whose SQLite functions stop at U+0000).
 UPDATE attachments
 SET
     ref_count = (
@@ -38,7 +40,7 @@ SET
         FROM attachment_refs AS r
         WHERE r.attachment_id = attachments.attachment_id
     )
-WHERE attachment_id IN (SELECT j.value FROM json_each(:attachment_ids) AS j);
+WHERE attachment_id = :attachment_id;
 
 -- name: get_attachments(conversation_id)
 -- One row per ref of the conversation, joined to its shared attachment row.
@@ -64,10 +66,7 @@ WHERE
     AND attachment_refs.ref_id NOT IN (SELECT j.value FROM json_each(:keep_ref_ids) AS j)
 RETURNING attachment_refs.attachment_id;
 
--- name: delete_unreferenced_attachments(attachment_ids)!
--- Delete those of the given attachments (a JSON array) that no ref points to any more.
+-- name: delete_unreferenced_attachments(attachment_id)*!
+-- Delete those of the given attachments (one id per row) that no ref points to any more.
 DELETE FROM attachments
-WHERE (
-    attachment_id IN (SELECT j.value FROM json_each(:attachment_ids) AS j)
-    AND ref_count = 0
-);
+WHERE attachment_id = :attachment_id AND ref_count = 0;

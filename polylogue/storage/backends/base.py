@@ -83,10 +83,12 @@ QUERIES: dict[str, QuerySpec] = {
         "*!",
         bulk=True,
     ),
-    "refresh_ref_counts": QuerySpec("attachments.sql", ("attachment_ids",), "!"),
+    "refresh_ref_counts": QuerySpec("attachments.sql", ("attachment_id",), "*!", bulk=True),
     "get_attachments": QuerySpec("attachments.sql", ("conversation_id",)),
     "prune_attachment_refs": QuerySpec("attachments.sql", ("conversation_id", "keep_ref_ids")),
-    "delete_unreferenced_attachments": QuerySpec("attachments.sql", ("attachment_ids",), "!"),
+    "delete_unreferenced_attachments": QuerySpec(
+        "attachments.sql", ("attachment_id",), "*!", bulk=True
+    ),
     # runs.sql
     "record_run": QuerySpec(
         "runs.sql",
@@ -403,8 +405,8 @@ class SQLBackend:
                 conn, "insert_attachment_refs", [rows.ref_params(r) for r in checked]
             )
             if new_refs:
-                ids = sorted({r.attachment_id for r in checked})
-                self.queries.refresh_ref_counts(conn, attachment_ids=rows.dump_json(ids))
+                ids = [{"attachment_id": a} for a in sorted({r.attachment_id for r in checked})]
+                self._write_rows(conn, "refresh_ref_counts", ids)
         return new_refs, changed_rows
 
     def prune_attachments(
@@ -421,9 +423,9 @@ class SQLBackend:
                 )
             ]
             if removed:
-                ids = rows.dump_json(sorted(set(removed)))
-                self.queries.refresh_ref_counts(conn, attachment_ids=ids)
-                self.queries.delete_unreferenced_attachments(conn, attachment_ids=ids)
+                ids = [{"attachment_id": a} for a in sorted(set(removed))]
+                self._write_rows(conn, "refresh_ref_counts", ids)
+                self._write_rows(conn, "delete_unreferenced_attachments", ids)
         return len(removed)
 
     def delete_conversation(self, conversation_id: ConversationId | str) -> bool:
