@@ -366,17 +366,52 @@ def test_outer_rollback_undoes_committed_savepoints(savepoint_backend: SQLBacken
     assert backend.get_conversation("inner") is None
 
 
-def test_failed_call_inside_transaction_leaves_nothing_of_itself(
-    savepoint_backend: SQLBackend,
-) -> None:
+def test_failed_call_poisons_its_transaction(backend: SQLBackend) -> None:
+    """A failed call's partial work can never be committed: commit() refuses."""
+    backend.begin()
+    backend.save_conversation(conversation("c1"))
+    with pytest.raises(IntegrityError):
+        backend.save_messages([message("m-good"), message("m-orphan", "no-such-conversation")])
+    with pytest.raises(TransactionError, match="save_messages failed"):
+        backend.commit()
+    assert not backend.in_transaction
+    assert backend.get_conversation("c1") is None
+    assert backend.get_messages("c1") == []
+    with pytest.raises(IntegrityError), backend.transaction():  # the usual form
+        backend.save_conversation(conversation("c2"))
+        backend.save_messages([message("m-orphan", "no-such-conversation")])
+    assert backend.get_conversation("c2") is None
+
+
+def test_nested_transaction_recovers_from_a_failed_call(savepoint_backend: SQLBackend) -> None:
     backend = savepoint_backend
     with backend.transaction():
         backend.save_conversation(conversation("c1"))
         good, orphan = message("m-good"), message("m-orphan", "no-such-conversation")
-        with pytest.raises(IntegrityError):
+        with pytest.raises(IntegrityError), backend.transaction():
             backend.save_messages([good, orphan])
         backend.save_messages([message("m-after")])
+        backend.begin()
+        with pytest.raises(IntegrityError):
+            backend.save_messages([orphan])
+        backend.rollback()  # rolling the failed level back clears it
     assert [m.message_id for m in backend.get_messages("c1")] == ["m-after"]
+
+
+def test_failed_inner_level_refuses_only_its_own_commit(savepoint_backend: SQLBackend) -> None:
+    backend = savepoint_backend
+    backend.begin()
+    backend.save_conversation(conversation("outer"))
+    backend.begin()
+    backend.save_conversation(conversation("inner"))
+    with pytest.raises(IntegrityError):
+        backend.save_messages([message("m", "ghost")])
+    with pytest.raises(TransactionError):
+        backend.commit()  # the inner level: rolled back, outer goes on
+    assert backend.in_transaction
+    backend.commit()
+    assert backend.get_conversation("outer") is not None
+    assert backend.get_conversation("inner") is None
 
 
 def test_write_outside_transaction_is_atomic(backend: SQLBackend) -> None:

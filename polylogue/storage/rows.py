@@ -10,7 +10,9 @@ from __future__ import annotations
 
 import json
 from collections.abc import Mapping, Sequence
-from typing import Any
+from typing import Any, TypeVar
+
+from pydantic import BaseModel
 
 from polylogue.storage.records import (
     AttachmentRecord,
@@ -21,13 +23,33 @@ from polylogue.storage.records import (
 
 Params = dict[str, Any]
 Row = Mapping[str, Any]
+_R = TypeVar("_R", bound=BaseModel)
+
+
+def _trusted(cls: type[_R], values: dict[str, Any]) -> _R:
+    """Build a record from values read back from the database, without validating again.
+
+    What ``model_construct`` does for a model whose every field is given, at a quarter of
+    its cost (it matters on the read path: 20 messages per ``get_messages``).
+    """
+    record = cls.__new__(cls)
+    object.__setattr__(record, "__dict__", values)
+    object.__setattr__(record, "__pydantic_fields_set__", set(values))
+    object.__setattr__(record, "__pydantic_extra__", None)
+    object.__setattr__(record, "__pydantic_private__", None)
+    return record
+
+
+# One encoder for every call: json.dumps() with options builds a new encoder each time,
+# which costs more than encoding a small provider_meta dict.
+_ENCODER = json.JSONEncoder(ensure_ascii=False, allow_nan=False, separators=(",", ":"))
 
 
 def dump_json(value: Mapping[str, Any] | Sequence[Any] | None) -> str | None:
     """JSON text for a JSON column (None stays NULL)."""
     if value is None:
         return None
-    return json.dumps(value, ensure_ascii=False, allow_nan=False, separators=(",", ":"))
+    return _ENCODER.encode(value)
 
 
 def load_json(value: Any) -> Any:
@@ -100,53 +122,65 @@ def run_params(record: RunRecord) -> Params:
 
 
 def conversation_from_row(row: Row) -> ConversationRecord:
-    return ConversationRecord.model_construct(
-        conversation_id=row["conversation_id"],
-        provider_name=row["provider_name"],
-        provider_conversation_id=row["provider_conversation_id"],
-        title=row["title"],
-        created_at=row["created_at"],
-        updated_at=row["updated_at"],
-        content_hash=row["content_hash"],
-        provider_meta=load_json(row["provider_meta"]),
-        version=row["version"],
+    return _trusted(
+        ConversationRecord,
+        dict(
+            conversation_id=row["conversation_id"],
+            provider_name=row["provider_name"],
+            provider_conversation_id=row["provider_conversation_id"],
+            title=row["title"],
+            created_at=row["created_at"],
+            updated_at=row["updated_at"],
+            content_hash=row["content_hash"],
+            provider_meta=load_json(row["provider_meta"]),
+            version=row["version"],
+        ),
     )
 
 
 def message_from_row(row: Row) -> MessageRecord:
-    return MessageRecord.model_construct(
-        message_id=row["message_id"],
-        conversation_id=row["conversation_id"],
-        provider_message_id=row["provider_message_id"],
-        role=row["role"],
-        text=row["text"],
-        timestamp=row["timestamp"],
-        content_hash=row["content_hash"],
-        provider_meta=load_json(row["provider_meta"]),
-        version=row["version"],
+    return _trusted(
+        MessageRecord,
+        dict(
+            message_id=row["message_id"],
+            conversation_id=row["conversation_id"],
+            provider_message_id=row["provider_message_id"],
+            role=row["role"],
+            text=row["text"],
+            timestamp=row["timestamp"],
+            content_hash=row["content_hash"],
+            provider_meta=load_json(row["provider_meta"]),
+            version=row["version"],
+        ),
     )
 
 
 def attachment_from_row(row: Row) -> AttachmentRecord:
-    return AttachmentRecord.model_construct(
-        attachment_id=row["attachment_id"],
-        conversation_id=row["conversation_id"],
-        message_id=row["message_id"],
-        mime_type=row["mime_type"],
-        size_bytes=row["size_bytes"],
-        path=row["path"],
-        provider_meta=load_json(row["provider_meta"]),
+    return _trusted(
+        AttachmentRecord,
+        dict(
+            attachment_id=row["attachment_id"],
+            conversation_id=row["conversation_id"],
+            message_id=row["message_id"],
+            mime_type=row["mime_type"],
+            size_bytes=row["size_bytes"],
+            path=row["path"],
+            provider_meta=load_json(row["provider_meta"]),
+        ),
     )
 
 
 def run_from_row(row: Row) -> RunRecord:
     indexed = row["indexed"]
-    return RunRecord.model_construct(
-        run_id=row["run_id"],
-        timestamp=row["timestamp"],
-        plan_snapshot=load_json(row["plan_snapshot"]),
-        counts=load_json(row["counts_json"]),
-        drift=load_json(row["drift_json"]),
-        indexed=None if indexed is None else bool(indexed),
-        duration_ms=row["duration_ms"],
+    return _trusted(
+        RunRecord,
+        dict(
+            run_id=row["run_id"],
+            timestamp=row["timestamp"],
+            plan_snapshot=load_json(row["plan_snapshot"]),
+            counts=load_json(row["counts_json"]),
+            drift=load_json(row["drift_json"]),
+            indexed=None if indexed is None else bool(indexed),
+            duration_ms=row["duration_ms"],
+        ),
     )

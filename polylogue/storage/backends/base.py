@@ -7,10 +7,14 @@ queries named like the method (``get_messages`` runs ``sql/<dialect>/messages.sq
 
 Transactions are per thread. ``begin()`` at depth 0 takes a connection and opens a
 transaction on it, which stays pinned to the thread until the matching ``commit()`` or
-``rollback()``; deeper ``begin()`` calls open savepoints ``sp_1``, ``sp_2``, ... Outside a
-transaction every write call runs in a transaction of its own; inside one, a call that
-runs several statements runs under a savepoint, so that a failed call leaves nothing
-behind either way.
+``rollback()``; deeper ``begin()`` calls open savepoints ``sp_1``, ``sp_2``, ...
+
+Outside a transaction every write call runs in a transaction of its own. Inside one, a
+write call that fails marks its level failed, as PostgreSQL does: ``commit()`` of that
+level rolls it back and raises :class:`TransactionError`, so the partial work of a failed
+call is never committed. To carry on after a failure, run the call in a nested
+``transaction()`` (a savepoint). No savepoint is taken per call: on the bundle path that
+costs about a sixth of SQLite's write throughput (measured, docs/BENCHMARKS.md).
 """
 
 from __future__ import annotations
@@ -123,18 +127,27 @@ _R = TypeVar("_R", bound=BaseModel)
 class _ThreadState:
     """The transaction of one thread: its pinned connection and nesting depth."""
 
-    __slots__ = ("conn", "depth", "rollback_only")
+    __slots__ = ("conn", "depth", "failed_level", "failure")
 
     def __init__(self) -> None:
         self.conn: Any = None
         self.depth = 0
-        self.rollback_only = False
+        self.failed_level: int | None = None
+        """The outermost level a failed call (or a rollback that could not be honoured
+        by a savepoint) has marked; its commit() must roll back and raise."""
+        self.failure = ""
+
+    def mark_failed(self, level: int, why: str) -> None:
+        if self.failed_level is None or level < self.failed_level:
+            self.failed_level, self.failure = level, why
 
 
 class SQLBackend:
     """The :class:`~polylogue.protocols.StorageBackend` binding, shared by every dialect."""
 
     dialect: ClassVar[str]
+    sql_folder: ClassVar[str | None] = None
+    """The folder name under ``sql/`` and ``migrations/`` when it is not ``dialect``."""
     driver_adapter: ClassVar[str | Callable[..., Any]]
     driver_errors: ClassVar[tuple[type[Exception], ...]] = ()
     integrity_errors: ClassVar[tuple[type[Exception], ...]] = ()
@@ -146,7 +159,9 @@ class SQLBackend:
 
     def __init__(self) -> None:
         self.queries: Any = load_queries(
-            self.dialect, self.driver_adapter, {**QUERIES, **self.dialect_queries}
+            self.sql_folder or self.dialect,
+            self.driver_adapter,
+            {**QUERIES, **self.dialect_queries},
         )
         self._local = threading.local()
 
@@ -215,7 +230,7 @@ class SQLBackend:
                 self._release(conn)
                 raise
             state.conn = conn
-            state.rollback_only = False
+            state.failed_level, state.failure = None, ""
         else:
             with self._errors("begin (savepoint)"):
                 self._begin_nested(state.conn, state.depth)
@@ -226,6 +241,13 @@ class SQLBackend:
         state = self._state
         if state.depth == 0:
             raise TransactionError("commit() called with no transaction open in this thread")
+        if state.failed_level is not None and state.failed_level >= state.depth:
+            why = state.failure
+            self.rollback()
+            raise TransactionError(
+                f"commit() refused on {self.describe()}: {why}; this level was rolled back"
+                " (run calls that may fail in a nested transaction() to carry on after them)"
+            )
         if state.depth > 1:
             with self._errors("commit (release savepoint)"):
                 self._commit_nested(state.conn, state.depth - 1)
@@ -248,6 +270,8 @@ class SQLBackend:
         if state.depth > 1:
             with self._errors("rollback (to savepoint)"):
                 self._rollback_nested(state.conn, state.depth - 1)
+            if state.failed_level is not None and state.failed_level >= state.depth:
+                state.failed_level, state.failure = None, ""
             state.depth -= 1
             return
         self._abandon(state.conn)
@@ -275,7 +299,7 @@ class SQLBackend:
         state = self._state
         state.conn = None
         state.depth = 0
-        state.rollback_only = False
+        state.failed_level, state.failure = None, ""
         self._release(conn)
 
     @contextmanager
@@ -320,16 +344,20 @@ class SQLBackend:
             self._release(conn)
 
     @contextmanager
-    def _writing(self, operation: str, *, statements: int = 1) -> Iterator[Any]:
-        """The connection to write with, inside a transaction or savepoint as needed.
+    def _writing(self, operation: str) -> Iterator[Any]:
+        """The connection to write with: the thread's transaction, or one just for this.
 
-        A single statement is atomic by itself inside an open transaction; several need a
-        savepoint (where the dialect has them) so that a failure undoes all of them.
+        Inside a transaction a failure marks the current level failed (see the module
+        docstring); outside, the call's own transaction is rolled back.
         """
         state = self._state
-        if state.depth and (statements == 1 or not self.supports_savepoints):
-            with self._errors(operation):
-                yield state.conn
+        if state.depth:
+            try:
+                with self._errors(operation):
+                    yield state.conn
+            except BaseException as exc:
+                state.mark_failed(state.depth, f"{operation} failed inside it ({exc})")
+                raise
             return
         self.begin()
         try:
@@ -381,7 +409,7 @@ class SQLBackend:
         params = [rows.message_params(_as(MessageRecord, r)) for r in records]
         if not params:
             return 0
-        with self._writing("save_messages", statements=len(params)) as conn:
+        with self._writing("save_messages") as conn:
             return self._write_rows(conn, "upsert_messages", params)
 
     def get_attachments(self, conversation_id: ConversationId | str) -> list[AttachmentRecord]:
@@ -397,7 +425,7 @@ class SQLBackend:
         checked = [_as(AttachmentRecord, r) for r in records]
         if not checked:
             return 0, 0
-        with self._writing("save_attachments", statements=3) as conn:
+        with self._writing("save_attachments") as conn:
             changed_rows = self._write_rows(
                 conn, "upsert_attachments", [rows.attachment_params(r) for r in checked]
             )
@@ -415,7 +443,7 @@ class SQLBackend:
         if isinstance(keep_ref_ids, str):
             raise TypeError("keep_ref_ids must be a sequence of ref ids, not one string")
         keep = rows.dump_json(list(keep_ref_ids))
-        with self._writing("prune_attachments", statements=3) as conn:
+        with self._writing("prune_attachments") as conn:
             removed = [
                 row["attachment_id"]
                 for row in self.queries.prune_attachment_refs(
@@ -429,7 +457,7 @@ class SQLBackend:
         return len(removed)
 
     def delete_conversation(self, conversation_id: ConversationId | str) -> bool:
-        with self._writing("delete_conversation", statements=3) as conn:
+        with self._writing("delete_conversation") as conn:
             self.prune_attachments(conversation_id, [])
             self.queries.delete_conversation_messages(conn, conversation_id=conversation_id)
             deleted = self.queries.delete_conversation(conn, conversation_id=conversation_id)

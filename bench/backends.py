@@ -1,0 +1,49 @@
+"""Fresh databases for each scenario, per backend."""
+
+from __future__ import annotations
+
+import importlib.util
+import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+from polylogue.storage.backends import SQLBackend, create_backend
+
+
+def available(postgres_url: str | None) -> list[str]:
+    names = ["sqlite"]
+    if importlib.util.find_spec("duckdb") and importlib.util.find_spec(
+        "polylogue.storage.backends.duckdb"
+    ):
+        names.append("duckdb")
+    if postgres_url and importlib.util.find_spec("polylogue.storage.backends.postgres"):
+        names.append("postgres")
+    return names
+
+
+@contextmanager
+def open_fresh(
+    name: str, workdir: str | Path, postgres_url: str | None = None
+) -> Iterator[SQLBackend]:
+    """A new, empty, migrated database of backend ``name`` (dropped or left in workdir)."""
+    tag = uuid.uuid4().hex[:10]
+    if name == "sqlite":
+        backend = create_backend(f"sqlite://{Path(workdir) / f'bench-{tag}.db'}")
+    elif name == "duckdb":
+        backend = create_backend(f"duckdb://{Path(workdir) / f'bench-{tag}.duckdb'}")
+    elif name == "postgres":
+        if not postgres_url:
+            raise ValueError("postgres needs --postgres-url")
+        schema = f"bench_{tag}"
+        sep = "&" if "?" in postgres_url else "?"
+        backend = create_backend(f"{postgres_url}{sep}schema={schema}")
+    else:
+        raise ValueError(f"unknown backend {name!r}")
+    try:
+        yield backend
+    finally:
+        drop = getattr(backend, "drop_schema_for_tests", None)
+        backend.close()
+        if drop is not None:
+            drop()

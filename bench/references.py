@@ -1,0 +1,78 @@
+"""Raw-driver references: the same rows written and read without polylogue's binding.
+
+Each reference runs the dialect's own upsert statement (the text aiosql loaded from
+``sql/<dialect>/``), so the ratio measures what the binding, the repository and their
+bookkeeping cost on top of the driver — not a different SQL.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Sequence
+from typing import Any
+
+from polylogue.storage import rows
+from polylogue.storage.repository import Bundle
+
+
+def _params(bundles: Sequence[Bundle]) -> list[tuple[dict[str, Any], list[dict[str, Any]]]]:
+    return [
+        (rows.conversation_params(c), [rows.message_params(m) for m in ms]) for c, ms, _ in bundles
+    ]
+
+
+def sqlite_executemany(backend: Any, bundles: Sequence[Bundle], *, per_bundle: bool) -> float:
+    """sqlite3 ``executemany`` upserts: one transaction per bundle, or one for all."""
+    queries = backend.queries
+    conversation_sql = queries.upsert_conversation.sql
+    message_sql = queries.upsert_messages.sql
+    conn = backend._thread_connection()
+    count = sum(len(b[1]) for b in bundles)
+    start = time.perf_counter()
+    # Turning records into parameters is part of the work a raw-driver user does too.
+    prepared = _params(bundles)
+    if per_bundle:
+        for conversation, messages in prepared:
+            conn.execute("BEGIN IMMEDIATE")
+            conn.execute(conversation_sql, conversation)
+            conn.executemany(message_sql, messages)
+            conn.execute("COMMIT")
+    else:
+        conn.execute("BEGIN IMMEDIATE")
+        for conversation, messages in prepared:
+            conn.execute(conversation_sql, conversation)
+            conn.executemany(message_sql, messages)
+        conn.execute("COMMIT")
+    return count / (time.perf_counter() - start)
+
+
+def sqlite_get_messages(backend: Any) -> Any:
+    """A function fetching one conversation's rows with the same SQL, raw sqlite3."""
+    sql = backend.queries.get_messages.sql
+    conn = backend._thread_connection()
+
+    def fetch(conversation_id: str) -> list[Any]:
+        return conn.execute(sql, {"conversation_id": conversation_id}).fetchall()
+
+    return fetch
+
+
+def measure(
+    backend_name: str, kind: str, bundles: Sequence[Bundle], workdir: str, postgres_url: str | None
+) -> tuple[float, str] | None:
+    """The raw reference for ``kind`` ("per_bundle" or "bulk") on a fresh database."""
+    from bench.backends import open_fresh
+
+    if backend_name == "sqlite":
+        with open_fresh("sqlite", workdir) as backend:
+            per_bundle = kind == "per_bundle"
+            rate = sqlite_executemany(backend, bundles, per_bundle=per_bundle)
+        label = "txn per bundle" if per_bundle else "one txn"
+        return rate, f"sqlite3 executemany, {label}"
+    return None
+
+
+def get_messages_function(backend_name: str, backend: Any) -> Any:
+    if backend_name == "sqlite":
+        return sqlite_get_messages(backend)
+    return None

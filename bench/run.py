@@ -1,0 +1,335 @@
+"""Run every scenario for every available backend and report against the raw driver.
+
+    python -m bench                       # 100,000 messages, SQLite (+ DuckDB, + PostgreSQL)
+    python -m bench --quick               # 10,000 messages: a smoke test of the harness
+    python -m bench --messages 1000000    # the large run
+    python -m bench --postgres-url postgresql://postgres@127.0.0.1:5432/postgres
+
+Prints a Markdown table per backend and writes bench/results/<date>-<backend>.md and .json.
+It measures; it never fails because the machine was slow.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import importlib.metadata
+import json
+import os
+import platform
+import random
+import sqlite3
+import statistics
+import subprocess
+import sys
+import tempfile
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+from bench import references
+from bench.backends import available, open_fresh
+from bench.measure import latencies_ms, median_seconds, percentile, throughput
+from bench.workload import Workload
+from polylogue.storage.repository import Bundle, StorageRepository
+
+RESULTS = Path(__file__).resolve().parent / "results"
+
+
+@dataclass
+class Row:
+    """One line of the table: what polylogue did, what the reference did, the target."""
+
+    scenario: str
+    value: float
+    unit: str
+    reference: float | None = None
+    reference_label: str = ""
+    target: str = ""
+    met: bool | None = None
+
+    @property
+    def ratio(self) -> float | None:
+        if self.reference in (None, 0):
+            return None
+        assert self.reference is not None
+        if self.unit == "msg/s":
+            return self.value / self.reference
+        return self.value / self.reference  # latency: lower is better, ratio = ours / raw
+
+
+@dataclass
+class Report:
+    backend: str
+    messages: int
+    rows: list[Row] = field(default_factory=list)
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    def add(self, row: Row) -> Row:
+        self.rows.append(row)
+        print(f"  {row.scenario}: {row.value:,.2f} {row.unit}", flush=True)
+        return row
+
+
+def machine() -> dict[str, Any]:
+    def version(name: str) -> str:
+        try:
+            return importlib.metadata.version(name)
+        except importlib.metadata.PackageNotFoundError:
+            return "-"
+
+    return {
+        "cores": os.cpu_count(),
+        "python": platform.python_version(),
+        "platform": platform.platform(),
+        "sqlite": sqlite3.sqlite_version,
+        "aiosql": version("aiosql"),
+        "pydantic": version("pydantic"),
+        "duckdb": version("duckdb"),
+        "psycopg": version("psycopg"),
+    }
+
+
+def run_backend(name: str, args: argparse.Namespace, bundles: list[Bundle], workdir: str) -> Report:
+    """All scenarios of one backend. Write scenarios alternate polylogue and its raw
+    reference ``--repeat`` times on fresh databases and keep medians, so that a noisy
+    neighbour slows both sides alike."""
+    report = Report(name, sum(len(b[1]) for b in bundles))
+    count = report.messages
+    print(f"== {name}: {count:,} messages in {len(bundles):,} conversations", flush=True)
+    samples: dict[str, list[float]] = {
+        k: [] for k in ("first", "again", "bulk", "raw_first", "raw_bulk")
+    }
+    labels: dict[str, str] = {}
+    for repetition in range(args.repeat):
+        last = repetition == args.repeat - 1
+        # one bundle per transaction, then the same bundles again (all unchanged)
+        with open_fresh(name, workdir, args.postgres_url) as backend:
+            repo = StorageRepository(backend)
+
+            def ingest(repo: StorageRepository = repo) -> None:
+                for conversation, messages, attachments in bundles:
+                    repo.save_conversation(
+                        conversation=conversation, messages=messages, attachments=attachments
+                    )
+
+            samples["first"].append(throughput(count, ingest))
+            samples["again"].append(throughput(count, ingest))
+            if last:
+                read_scenarios(report, backend, bundles, args)
+                report.extra["stats_ms"] = median_seconds(backend.stats) * 1000
+        raw = references.measure(name, "per_bundle", bundles, workdir, args.postgres_url)
+        if raw:
+            samples["raw_first"].append(raw[0])
+            labels["raw_first"] = raw[1]
+        with open_fresh(name, workdir, args.postgres_url) as backend:
+            repo = StorageRepository(backend)
+            samples["bulk"].append(
+                throughput(count, lambda repo=repo: repo.save_many(bundles, **_batch(args)))
+            )
+        raw = references.measure(name, "bulk", bundles, workdir, args.postgres_url)
+        if raw:
+            samples["raw_bulk"].append(raw[0])
+            labels["raw_bulk"] = raw[1]
+
+    med = {k: statistics.median(v) for k, v in samples.items() if v}
+    first = report.add(Row("ingest, one bundle per transaction", med["first"], "msg/s"))
+    again = report.add(Row("re-ingest unchanged bundles", med["again"], "msg/s"))
+    again.reference, again.reference_label = first.value, "first ingest"
+    again.target, again.met = "≥ 1.0× first ingest", again.value >= first.value
+    bulk = report.add(
+        Row(f"bulk save_many (batch {args.batch_size or 'default'})", med["bulk"], "msg/s")
+    )
+    if "raw_first" in med:
+        first.reference, first.reference_label = med["raw_first"], labels["raw_first"]
+    if "raw_bulk" in med:
+        bulk.reference, bulk.reference_label = med["raw_bulk"], labels["raw_bulk"]
+    apply_targets(name, first, bulk)
+    report.add(Row("stats()", report.extra.pop("stats_ms"), "ms"))
+    # peak RSS of a bulk import in a process of its own
+    rss = peak_rss(name, args, workdir)
+    report.add(
+        Row(
+            "peak RSS, bulk import (own process)",
+            rss["peak_rss_mb"],
+            "MB",
+            target=_rss_target(name, count),
+            met=_rss_met(name, count, rss["peak_rss_mb"]),
+        )
+    )
+    report.extra["repeat"] = args.repeat
+    for key, values in samples.items():
+        report.extra[f"samples_{key}_msg_s"] = [round(v) for v in values]
+    return report
+
+
+def apply_targets(name: str, first: Row, bulk: Row) -> None:
+    """The issue's targets, evaluated on this run's numbers."""
+    if name == "sqlite" and first.reference and bulk.reference:
+        first.target, first.met = "≥ 0.6× raw", first.value >= 0.6 * first.reference
+        bulk.target, bulk.met = "≥ 0.8× raw", bulk.value >= 0.8 * bulk.reference
+    elif name == "duckdb":
+        bulk.target, bulk.met = "≥ 50,000 msg/s", bulk.value >= 50_000
+    elif name == "postgres" and first.reference and bulk.reference:
+        bulk.target, bulk.met = "≥ 0.8× COPY", bulk.value >= 0.8 * bulk.reference
+        first.target, first.met = "≥ 0.9× raw", first.value >= 0.9 * first.reference
+
+
+def _batch(args: argparse.Namespace) -> dict[str, int]:
+    return {"batch_size": args.batch_size} if args.batch_size else {}
+
+
+def read_scenarios(
+    report: Report, backend: Any, bundles: list[Bundle], args: argparse.Namespace
+) -> None:
+    rng = random.Random(7)
+    sample = [rng.choice(bundles)[0].conversation_id for _ in range(args.read_samples)]
+    with_attachments = [b[0].conversation_id for b in bundles if b[2]] or sample
+    get = latencies_ms([lambda cid=cid: backend.get_messages(cid) for cid in sample])
+    row = report.add(Row("get_messages p50", percentile(get, 50), "ms"))
+    report.add(Row("get_messages p99", percentile(get, 99), "ms"))
+    raw_fetch = references.get_messages_function(report.backend, backend)
+    if raw_fetch is not None:
+        raw = latencies_ms([lambda cid=cid: raw_fetch(cid) for cid in sample])
+        row.reference, row.reference_label = percentile(raw, 50), "raw driver fetchall, same SQL"
+    if report.backend in ("sqlite", "postgres") and row.reference:
+        row.target, row.met = "≤ 3× raw", row.value <= 3 * row.reference
+    elif report.backend == "duckdb":
+        row.target, row.met = "≤ 3 ms", row.value <= 3
+    listing = latencies_ms(
+        [lambda: backend.list_conversations(limit=50) for _ in range(args.read_samples)]
+    )
+    first = report.add(Row("list_conversations(limit=50) p50", percentile(listing, 50), "ms"))
+    report.add(Row("list_conversations(limit=50) p99", percentile(listing, 99), "ms"))
+    if report.backend == "sqlite":
+        first.target, first.met = "≤ 1 ms", first.value <= 1
+    att = latencies_ms(
+        [
+            lambda cid=cid: backend.get_attachments(cid)
+            for cid in with_attachments[: args.read_samples]
+        ]
+    )
+    report.add(Row("get_attachments p50", percentile(att, 50), "ms"))
+
+
+def peak_rss(name: str, args: argparse.Namespace, workdir: str) -> dict[str, float]:
+    command = [
+        sys.executable,
+        "-m",
+        "bench.rss",
+        "--backend",
+        name,
+        "--messages",
+        str(args.messages),
+        "--workdir",
+        workdir,
+    ]
+    if args.postgres_url:
+        command += ["--postgres-url", args.postgres_url]
+    if args.batch_size:
+        command += ["--batch-size", str(args.batch_size)]
+    done = subprocess.run(
+        command,
+        capture_output=True,
+        text=True,
+        check=True,
+        cwd=Path(__file__).resolve().parent.parent,
+    )
+    result: dict[str, float] = json.loads(done.stdout.strip().splitlines()[-1])
+    return result
+
+
+def _rss_target(name: str, messages: int) -> str:
+    limit = 500 if name == "duckdb" else 300
+    return f"≤ {limit} MB at 1M" if messages >= 1_000_000 else f"(≤ {limit} MB at 1M)"
+
+
+def _rss_met(name: str, messages: int, value: float) -> bool | None:
+    if messages < 1_000_000:
+        return None
+    return value <= (500 if name == "duckdb" else 300)
+
+
+def markdown(report: Report, info: dict[str, Any], command: str) -> str:
+    lines = [
+        f"### {report.backend}: {report.messages:,} messages",
+        "",
+        f"Command: `{command}`  ",
+        f"Machine: {info['cores']} cores, Python {info['python']}, SQLite {info['sqlite']},"
+        f" aiosql {info['aiosql']}, pydantic {info['pydantic']}, duckdb {info['duckdb']},"
+        f" psycopg {info['psycopg']}",
+        "",
+        "| scenario | polylogue | reference | ratio | target | met |",
+        "| --- | ---: | --- | ---: | --- | --- |",
+    ]
+    for row in report.rows:
+        value = (
+            f"{row.value:,.0f} {row.unit}"
+            if row.unit == "msg/s"
+            else f"{row.value:,.3f} {row.unit}"
+        )
+        ref = ""
+        if row.reference is not None:
+            unit = row.unit
+            shown = f"{row.reference:,.0f}" if unit == "msg/s" else f"{row.reference:,.3f}"
+            ref = f"{shown} {unit} ({row.reference_label})"
+        ratio = f"{row.ratio:.2f}×" if row.ratio is not None else ""
+        met = {True: "yes", False: "**no**", None: ""}[row.met]
+        lines.append(f"| {row.scenario} | {value} | {ref} | {ratio} | {row.target} | {met} |")
+    lines.append("")
+    lines.append(
+        f"Write scenarios: median of {report.extra.get('repeat', 1)} alternating runs per side,"
+        " each on a fresh database; latencies over the sample of conversations."
+    )
+    return "\n".join(lines) + "\n"
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(
+        prog="python -m bench",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    parser.add_argument("--messages", type=int, default=100_000)
+    parser.add_argument("--quick", action="store_true", help="10,000 messages, fewer reads")
+    parser.add_argument("--backends", help="comma-separated subset of sqlite,duckdb,postgres")
+    parser.add_argument("--postgres-url", default=os.environ.get("POLYLOGUE_BENCH_POSTGRES_URL"))
+    parser.add_argument("--batch-size", type=int)
+    parser.add_argument("--read-samples", type=int, default=500)
+    parser.add_argument("--repeat", type=int, help="write runs per side (default 3; 1 at 1M)")
+    parser.add_argument("--no-write", action="store_true", help="print only")
+    args = parser.parse_args(argv)
+    if args.quick:
+        args.messages, args.read_samples = 10_000, 100
+    if args.repeat is None:
+        args.repeat = 1 if args.messages >= 1_000_000 else 3
+    names = available(args.postgres_url)
+    if args.backends:
+        wanted = args.backends.split(",")
+        names = [n for n in names if n in wanted]
+    workload = Workload(args.messages)
+    bundles = list(workload.bundles())
+    info = machine()
+    command = "python -m bench " + " ".join(argv if argv is not None else sys.argv[1:])
+    stamp = dt.date.today().isoformat()
+    for name in names:
+        with tempfile.TemporaryDirectory(prefix="polylogue-bench-") as workdir:
+            report = run_backend(name, args, bundles, workdir)
+        text = markdown(report, info, command.strip())
+        print(text)
+        if not args.no_write:
+            RESULTS.mkdir(exist_ok=True)
+            suffix = "" if args.messages == 100_000 else f"-{args.messages // 1000}k"
+            base = RESULTS / f"{stamp}-{name}{suffix}"
+            base.with_suffix(".md").write_text(text)
+            payload = {
+                "machine": info,
+                "command": command,
+                "report": asdict(report),
+                "ratios": {r.scenario: r.ratio for r in report.rows},
+            }
+            base.with_suffix(".json").write_text(json.dumps(payload, indent=2, default=str))
+
+
+_: Callable[..., Any] = main
