@@ -85,6 +85,18 @@ class SQLiteBackend(SQLBackend):
         "foreign_key_check": QuerySpec("connection.sql"),
     }
 
+    synchronous: Synchronous
+    busy_timeout: float
+    db_path: Path | None
+    """The database file; None for ``:memory:`` and borrowed connections."""
+    _target: str
+    _connections: list[sqlite3.Connection]
+    _connections_lock: threading.Lock
+    _borrowed: sqlite3.Connection | None
+    _memory_lock: threading.RLock | None
+    _keeper: sqlite3.Connection | None
+    _closed: bool
+
     def __init__(
         self,
         db_path: str | os.PathLike[str] = MEMORY,
@@ -93,19 +105,8 @@ class SQLiteBackend(SQLBackend):
         busy_timeout: float = DEFAULT_BUSY_TIMEOUT,
         migrate: bool = True,
     ) -> None:
-        super().__init__()
-        if synchronous not in ("off", "normal", "full"):
-            raise ValueError(f"synchronous must be 'off', 'normal' or 'full', not {synchronous!r}")
-        self.synchronous: Synchronous = synchronous
-        self.busy_timeout = busy_timeout
-        self._connections: list[sqlite3.Connection] = []
-        self._connections_lock = threading.Lock()
-        self._borrowed: sqlite3.Connection | None = None
-        self._memory_lock: threading.RLock | None = None
-        self._keeper: sqlite3.Connection | None = None
-        self._closed = False
+        self._prepare(synchronous, busy_timeout)
         if str(db_path) == MEMORY:
-            self.db_path: Path | None = None
             self._target = f"file:polylogue-{uuid.uuid4().hex}?mode=memory&cache=shared"
             self._memory_lock = threading.RLock()
             self._keeper = self._connect()
@@ -128,18 +129,28 @@ class SQLiteBackend(SQLBackend):
         outermost level is a savepoint inside the caller's transaction (opened if needed).
         """
         backend = cls.__new__(cls)
-        SQLBackend.__init__(backend)
-        backend.synchronous = "normal"
-        backend.busy_timeout = DEFAULT_BUSY_TIMEOUT
-        backend._connections = []
-        backend._connections_lock = threading.Lock()
-        backend._borrowed = conn
-        backend._memory_lock = None
-        backend._keeper = None
-        backend._closed = False
-        backend.db_path = None
-        backend._target = "(borrowed connection)"
+        backend._prepare("normal", DEFAULT_BUSY_TIMEOUT, borrowed=conn)
         return backend
+
+    def _prepare(
+        self,
+        synchronous: Synchronous,
+        busy_timeout: float,
+        borrowed: sqlite3.Connection | None = None,
+    ) -> None:
+        SQLBackend.__init__(self)
+        if synchronous not in ("off", "normal", "full"):
+            raise ValueError(f"synchronous must be 'off', 'normal' or 'full', not {synchronous!r}")
+        self.synchronous = synchronous
+        self.busy_timeout = busy_timeout
+        self.db_path = None
+        self._target = "(borrowed connection)"
+        self._connections = []
+        self._connections_lock = threading.Lock()
+        self._borrowed = borrowed
+        self._memory_lock = None
+        self._keeper = None
+        self._closed = False
 
     # -- connections ------------------------------------------------------------------
 
