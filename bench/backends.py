@@ -43,7 +43,9 @@ def open_fresh(
     try:
         yield backend
     finally:
-        drop = getattr(backend, "drop_schema_for_tests", None)
+        if name == "postgres":
+            from bench.pg_probe import PROBE_SQL
+
+            with backend.pool.connection() as conn:  # type: ignore[attr-defined]
+                PROBE_SQL.drop_current_schema(conn)
         backend.close()
-        if drop is not None:
-            drop()

@@ -69,10 +69,34 @@ def measure(
             rate = sqlite_executemany(backend, bundles, per_bundle=per_bundle)
         label = "txn per bundle" if per_bundle else "one txn"
         return rate, f"sqlite3 executemany, {label}"
+    if backend_name == "postgres" and postgres_url:
+        from bench import pg_probe
+
+        count = sum(len(b[1]) for b in bundles)
+        if kind == "per_bundle":
+            seconds = pg_probe.raw_per_bundle(postgres_url, bundles)
+            return count / seconds, "psycopg executemany (pipelined), txn per bundle"
+        return count / pg_probe.plain_copy(postgres_url, bundles), "psycopg COPY, empty tables"
+    if backend_name == "duckdb":
+        from bench import duckdb_probe
+
+        reference = getattr(duckdb_probe, f"reference_{kind}", None)
+        if reference is not None:
+            result: tuple[float, str] = reference(bundles, workdir)
+            return result
     return None
 
 
 def get_messages_function(backend_name: str, backend: Any) -> Any:
+    """Fetch one conversation's messages with the driver alone, on one held connection."""
     if backend_name == "sqlite":
         return sqlite_get_messages(backend)
+    if backend_name in ("postgres", "duckdb"):
+        sql = backend.queries.get_messages.sql
+        conn = backend._acquire()  # held for the benchmark; closed with the backend
+
+        def fetch(conversation_id: str) -> list[Any]:
+            return conn.execute(sql, {"conversation_id": conversation_id}).fetchall()
+
+        return fetch
     return None

@@ -7,7 +7,7 @@ single implementation, bound to a dialect's named queries.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from contextlib import AbstractContextManager
 from typing import Any, Protocol, runtime_checkable
 
@@ -47,6 +47,10 @@ class StorageBackend(Protocol):
         """Upsert; returns 1 when inserted or changed, 0 when stored unchanged."""
         ...
 
+    def save_conversations(self, records: Sequence[ConversationRecord]) -> int:
+        """Upsert many; returns how many were inserted or changed."""
+        ...
+
     def get_messages(self, conversation_id: ConversationId | str) -> list[MessageRecord]:
         """Messages ordered by ``timestamp`` (NULL first), then ``message_id``."""
         ...
@@ -67,6 +71,10 @@ class StorageBackend(Protocol):
         self, conversation_id: ConversationId | str, keep_ref_ids: Sequence[str]
     ) -> int:
         """Delete the conversation's other refs and orphaned attachments; returns refs deleted."""
+        ...
+
+    def prune_attachments_many(self, keep_ref_ids: Mapping[str, Sequence[str]]) -> int:
+        """``prune_attachments`` for each ``conversation_id: ref ids to keep``; refs deleted."""
         ...
 
     def delete_conversation(self, conversation_id: ConversationId | str) -> bool:

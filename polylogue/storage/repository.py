@@ -169,12 +169,12 @@ class StorageRepository:
         counts = empty_counts()
         all_messages: list[MessageRecord] = []
         all_attachments: list[AttachmentRecord] = []
-        for conversation, messages, attachments in batch:
-            changed = backend.save_conversation(conversation)
-            counts["conversations"] += changed
-            counts["skipped_conversations"] += 1 - changed
+        for _conversation, messages, attachments in batch:
             all_messages.extend(messages)
             all_attachments.extend(attachments)
+        changed = backend.save_conversations([conversation for conversation, _m, _a in batch])
+        counts["conversations"] = changed
+        counts["skipped_conversations"] = len(batch) - changed
         changed_messages = backend.save_messages(all_messages) if all_messages else 0
         counts["messages"] = changed_messages
         counts["skipped_messages"] = len(all_messages) - changed_messages
@@ -182,9 +182,10 @@ class StorageRepository:
         counts["attachments"] = new_refs
         counts["skipped_attachments"] = len(all_attachments) - new_refs
         # The last bundle of a conversation in the batch is the one whose list counts.
-        keep = {c.conversation_id: [a.ref_id for a in atts] for c, _m, atts in batch}
-        for conversation_id, ref_ids in keep.items():
-            backend.prune_attachments(conversation_id, ref_ids)
+        keep: dict[str, list[str]] = {
+            c.conversation_id: [a.ref_id for a in atts] for c, _m, atts in batch
+        }
+        backend.prune_attachments_many(keep)
         return counts
 
     def __enter__(self) -> StorageRepository:

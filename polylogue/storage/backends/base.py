@@ -400,6 +400,18 @@ class SQLBackend:
             changed = self.queries.upsert_conversation(conn, **params)
         return 1 if changed else 0
 
+    def save_conversations(self, records: Sequence[ConversationRecord]) -> int:
+        """Upsert many conversations at once; returns how many were inserted or changed.
+
+        One statement per record here; a dialect whose statements cost more than the rows
+        they write (DuckDB) overrides it with one set-based statement.
+        """
+        checked = [_as(ConversationRecord, r) for r in records]
+        if not checked:
+            return 0
+        with self._writing("save_conversations"):
+            return sum(self.save_conversation(record) for record in checked)
+
     def get_messages(self, conversation_id: ConversationId | str) -> list[MessageRecord]:
         with self._reading("get_messages") as conn:
             found = list(self.queries.get_messages(conn, conversation_id=conversation_id))
@@ -450,11 +462,27 @@ class SQLBackend:
                     conn, conversation_id=conversation_id, keep_ref_ids=keep
                 )
             ]
-            if removed:
-                ids = [{"attachment_id": a} for a in sorted(set(removed))]
-                self._write_rows(conn, "refresh_ref_counts", ids)
-                self._write_rows(conn, "delete_unreferenced_attachments", ids)
+            self._forget_refs(conn, removed)
         return len(removed)
+
+    def prune_attachments_many(self, keep_ref_ids: Mapping[str, Sequence[str]]) -> int:
+        """:meth:`prune_attachments` for several conversations: ``{conversation_id:
+        ref ids to keep}``; returns the refs deleted.
+
+        One prune per conversation here; DuckDB overrides it with one set-based statement.
+        """
+        keep = _keep_lists(keep_ref_ids)
+        if not keep:
+            return 0
+        with self._writing("prune_attachments"):
+            return sum(self.prune_attachments(cid, ref_ids) for cid, ref_ids in keep.items())
+
+    def _forget_refs(self, conn: Any, removed_attachment_ids: Sequence[str]) -> None:
+        """After refs were deleted: recount their attachments, drop those left with none."""
+        if removed_attachment_ids:
+            ids = [{"attachment_id": a} for a in sorted(set(removed_attachment_ids))]
+            self._write_rows(conn, "refresh_ref_counts", ids)
+            self._write_rows(conn, "delete_unreferenced_attachments", ids)
 
     def delete_conversation(self, conversation_id: ConversationId | str) -> bool:
         with self._writing("delete_conversation") as conn:
@@ -504,6 +532,18 @@ class SQLBackend:
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}({self.describe()})"
+
+
+def _keep_lists(keep_ref_ids: Mapping[str, Sequence[str]]) -> dict[str, list[str]]:
+    """``{conversation_id: [ref ids]}`` checked: a bare string is not a list of ref ids."""
+    if not isinstance(keep_ref_ids, Mapping):
+        raise TypeError("keep_ref_ids must map conversation ids to sequences of ref ids")
+    for conversation_id, ref_ids in keep_ref_ids.items():
+        if isinstance(ref_ids, str):
+            raise TypeError(
+                f"keep_ref_ids[{conversation_id!r}] must be a sequence of ref ids, not one string"
+            )
+    return {cid: list(ref_ids) for cid, ref_ids in keep_ref_ids.items()}
 
 
 def _as(kind: type[_R], value: object) -> _R:

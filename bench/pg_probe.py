@@ -1,0 +1,242 @@
+"""Which PostgreSQL bulk path to keep: polylogue's numbers against plain COPY, same run.
+
+    python -m bench.pg_probe [--messages 100000] [--repeat 3] [--postgres-url URL]
+
+Every measurement runs on a fresh schema (created, migrated, dropped) with the bench
+workload (20 messages per conversation, texts of 50-2,000 characters), and includes
+turning records into parameters. Measured, median of ``--repeat`` alternating runs:
+
+- reference: plain ``COPY`` of the conversations and messages into the empty tables;
+- polylogue ``StorageRepository.save_many`` (the bulk import) and one bundle per
+  transaction (``save_conversation``), and the raw-psycopg per-bundle reference (the same
+  upserts, one transaction per bundle, no binding);
+- the message upsert alone, batches of 10,000 rows, conversations already loaded:
+  (a) row-wise ``executemany`` (psycopg pipelines it), (b) what polylogue does: columnar
+  ``INSERT ... SELECT FROM unnest(arrays)`` (``sql/postgres/messages.sql``), sent in
+  chunks of ``PIPELINE_CHUNK`` rows through psycopg's pipeline mode, (c) ``COPY`` into a
+  temporary staging table plus one set-based upsert, and plain COPY of the same rows.
+
+The alternative statements live in ``bench/pg_probe.sql``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import statistics
+import time
+import uuid
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+import aiosql
+
+from bench.workload import Workload
+from polylogue.storage import rows
+from polylogue.storage.backends.postgres import PostgresBackend
+from polylogue.storage.repository import Bundle, StorageRepository
+
+PROBE_SQL = aiosql.from_path(Path(__file__).with_name("pg_probe.sql"), "psycopg")
+MESSAGE_COLUMNS = (
+    "message_id",
+    "conversation_id",
+    "provider_message_id",
+    "role",
+    "text",
+    "timestamp",
+    "content_hash",
+    "provider_meta",
+    "version",
+)
+CONVERSATION_COLUMNS = (
+    "conversation_id",
+    "provider_name",
+    "provider_conversation_id",
+    "title",
+    "created_at",
+    "updated_at",
+    "content_hash",
+    "provider_meta",
+    "version",
+)
+BATCH = 10_000
+
+
+@contextmanager
+def fresh(url: str) -> Iterator[PostgresBackend]:
+    backend = PostgresBackend(url, schema=f"bench_probe_{uuid.uuid4().hex[:10]}")
+    try:
+        yield backend
+    finally:
+        with backend.pool.connection() as conn:
+            PROBE_SQL.drop_current_schema(conn)
+        backend.close()
+
+
+def timed(work: Callable[[], Any]) -> float:
+    start = time.perf_counter()
+    work()
+    return time.perf_counter() - start
+
+
+def copy_rows(
+    conn: Any, sql: str, params: Sequence[dict[str, Any]], columns: Sequence[str]
+) -> None:
+    with conn.cursor().copy(sql) as copy:
+        for p in params:
+            copy.write_row([p[c] for c in columns])
+
+
+def message_params(bundles: Sequence[Bundle]) -> list[dict[str, Any]]:
+    return [rows.message_params(m) for _, ms, _ in bundles for m in ms]
+
+
+def conversation_params(bundles: Sequence[Bundle]) -> list[dict[str, Any]]:
+    return [rows.conversation_params(c) for c, _, _ in bundles]
+
+
+# -- whole imports --------------------------------------------------------------------
+
+
+def plain_copy(url: str, bundles: Sequence[Bundle]) -> float:
+    with fresh(url) as backend, backend.pool.connection() as conn:
+
+        def work() -> None:
+            conn.execute("BEGIN")
+            copy_rows(
+                conn,
+                PROBE_SQL.copy_conversations.sql,
+                conversation_params(bundles),
+                CONVERSATION_COLUMNS,
+            )
+            copy_rows(conn, PROBE_SQL.copy_messages.sql, message_params(bundles), MESSAGE_COLUMNS)
+            conn.execute("COMMIT")
+
+        return timed(work)
+
+
+def save_many(url: str, bundles: Sequence[Bundle]) -> float:
+    with fresh(url) as backend:
+        repo = StorageRepository(backend)
+        return timed(lambda: repo.save_many(bundles))
+
+
+def per_bundle(url: str, bundles: Sequence[Bundle]) -> float:
+    with fresh(url) as backend:
+        repo = StorageRepository(backend)
+
+        def work() -> None:
+            for conversation, messages, attachments in bundles:
+                repo.save_conversation(
+                    conversation=conversation, messages=messages, attachments=attachments
+                )
+
+        return timed(work)
+
+
+def raw_per_bundle(url: str, bundles: Sequence[Bundle]) -> float:
+    """psycopg alone: the same upserts, one transaction per bundle."""
+    with fresh(url) as backend, backend.pool.connection() as conn:
+        conversation_sql = backend.queries.upsert_conversation.sql
+        message_sql = PROBE_SQL.upsert_messages_rowwise.sql
+
+        def work() -> None:
+            for conversation, messages, _ in bundles:
+                conn.execute("BEGIN")
+                conn.execute(conversation_sql, rows.conversation_params(conversation))
+                conn.cursor().executemany(message_sql, [rows.message_params(m) for m in messages])
+                conn.execute("COMMIT")
+
+        return timed(work)
+
+
+# -- the message upsert alone -----------------------------------------------------------
+
+
+def messages_only(url: str, bundles: Sequence[Bundle], variant: str) -> float:
+    with fresh(url) as backend, backend.pool.connection() as conn:
+        conn.execute("BEGIN")
+        copy_rows(
+            conn,
+            PROBE_SQL.copy_conversations.sql,
+            conversation_params(bundles),
+            CONVERSATION_COLUMNS,
+        )
+        conn.execute("COMMIT")
+        records = [m for _, ms, _ in bundles for m in ms]
+        batches = [records[i : i + BATCH] for i in range(0, len(records), BATCH)]
+
+        def work() -> None:
+            for batch in batches:
+                params = [rows.message_params(m) for m in batch]
+                conn.execute("BEGIN")
+                if variant == "copy":
+                    copy_rows(conn, PROBE_SQL.copy_messages.sql, params, MESSAGE_COLUMNS)
+                elif variant == "executemany":
+                    conn.cursor().executemany(PROBE_SQL.upsert_messages_rowwise.sql, params)
+                elif variant == "columnar":
+                    backend._write_rows(conn, "upsert_messages", params)
+                elif variant == "staging":
+                    PROBE_SQL.create_staging(conn)
+                    copy_rows(conn, PROBE_SQL.copy_staging.sql, params, MESSAGE_COLUMNS)
+                    PROBE_SQL.upsert_from_staging(conn)
+                conn.execute("COMMIT")
+
+        return timed(work)
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(prog="python -m bench.pg_probe", description=__doc__)
+    parser.add_argument("--messages", type=int, default=100_000)
+    parser.add_argument("--repeat", type=int, default=3)
+    parser.add_argument("--only", help="run the scenarios whose name contains this text")
+    parser.add_argument(
+        "--postgres-url",
+        default=os.environ.get("POLYLOGUE_BENCH_POSTGRES_URL")
+        or "postgresql://postgres@127.0.0.1:5432/postgres",
+    )
+    args = parser.parse_args(argv)
+    bundles = list(Workload(args.messages).bundles())
+    count = sum(len(b[1]) for b in bundles)
+    url = args.postgres_url
+    scenarios: dict[str, Callable[[], float]] = {
+        "plain COPY, conversations + messages (reference)": lambda: plain_copy(url, bundles),
+        "polylogue save_many (default batch)": lambda: save_many(url, bundles),
+        "polylogue one bundle per transaction": lambda: per_bundle(url, bundles),
+        "raw psycopg, one bundle per transaction": lambda: raw_per_bundle(url, bundles),
+        "messages only: plain COPY": lambda: messages_only(url, bundles, "copy"),
+        "messages only: (a) executemany, row-wise": lambda: messages_only(
+            url, bundles, "executemany"
+        ),
+        "messages only: (b) columnar unnest (polylogue)": lambda: messages_only(
+            url, bundles, "columnar"
+        ),
+        "messages only: (c) COPY to staging + upsert": lambda: messages_only(
+            url, bundles, "staging"
+        ),
+    }
+    if args.only:
+        reference_names = [n for n in scenarios if "plain COPY" in n]
+        scenarios = {
+            n: run for n, run in scenarios.items() if args.only in n or n in reference_names
+        }
+    samples: dict[str, list[float]] = {name: [] for name in scenarios}
+    print(f"{count:,} messages in {len(bundles):,} conversations, {args.repeat} runs each")
+    for _ in range(args.repeat):
+        for name, run in scenarios.items():
+            samples[name].append(count / run())
+    reference = statistics.median(samples["plain COPY, conversations + messages (reference)"])
+    messages_reference = statistics.median(samples["messages only: plain COPY"])
+    print("| scenario | msg/s (median) | × COPY | runs |")
+    print("| --- | ---: | ---: | --- |")
+    for name, values in samples.items():
+        base = messages_reference if name.startswith("messages only") else reference
+        median = statistics.median(values)
+        runs = ", ".join(f"{v:,.0f}" for v in values)
+        print(f"| {name} | {median:,.0f} | {median / base:.2f} | {runs} |")
+
+
+if __name__ == "__main__":
+    main()

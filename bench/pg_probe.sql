@@ -1,0 +1,136 @@
+-- Statements bench/pg_probe.py compares with polylogue's own PostgreSQL queries: plain
+-- COPY (the reference), the row-wise message upsert (executemany) and COPY into a staging
+-- table followed by one set-based upsert.
+
+-- name: copy_conversations#
+COPY conversations (
+    conversation_id,
+    provider_name,
+    provider_conversation_id,
+    title,
+    created_at,
+    updated_at,
+    content_hash,
+    provider_meta,
+    version
+) FROM STDIN;
+
+-- name: copy_messages#
+COPY messages (
+    message_id,
+    conversation_id,
+    provider_message_id,
+    role,
+    text,
+    timestamp,
+    content_hash,
+    provider_meta,
+    version
+) FROM STDIN;
+
+-- name: upsert_messages_rowwise(message_id, conversation_id, provider_message_id, role, text, timestamp, content_hash, provider_meta, version)*!
+INSERT INTO messages AS m (
+    message_id,
+    conversation_id,
+    provider_message_id,
+    role,
+    text,
+    timestamp,
+    content_hash,
+    provider_meta,
+    version
+)
+VALUES (
+    :message_id,
+    :conversation_id,
+    :provider_message_id,
+    :role,
+    :text,
+    :timestamp,
+    :content_hash,
+    cast(:provider_meta AS JSONB),
+    :version
+)
+ON CONFLICT (message_id) DO UPDATE SET
+    role = excluded.role,
+    text = excluded.text,
+    timestamp = excluded.timestamp,
+    content_hash = excluded.content_hash,
+    provider_meta = excluded.provider_meta
+WHERE (
+    m.role, m.text, m.timestamp, m.content_hash, m.provider_meta
+) IS DISTINCT FROM (
+    excluded.role,
+    excluded.text,
+    excluded.timestamp,
+    excluded.content_hash,
+    excluded.provider_meta
+);
+
+-- name: create_staging#
+CREATE TEMPORARY TABLE messages_staging (
+    LIKE messages INCLUDING DEFAULTS
+) ON COMMIT DROP;
+
+-- name: copy_staging#
+COPY messages_staging (
+    message_id,
+    conversation_id,
+    provider_message_id,
+    role,
+    text,
+    timestamp,
+    content_hash,
+    provider_meta,
+    version
+) FROM STDIN;
+
+-- name: upsert_from_staging#
+INSERT INTO messages AS m (
+    message_id,
+    conversation_id,
+    provider_message_id,
+    role,
+    text,
+    timestamp,
+    content_hash,
+    provider_meta,
+    version
+)
+SELECT
+    message_id,
+    conversation_id,
+    provider_message_id,
+    role,
+    text,
+    timestamp,
+    content_hash,
+    provider_meta,
+    version
+FROM messages_staging
+ON CONFLICT (message_id) DO UPDATE SET
+    role = excluded.role,
+    text = excluded.text,
+    timestamp = excluded.timestamp,
+    content_hash = excluded.content_hash,
+    provider_meta = excluded.provider_meta
+WHERE (
+    m.role, m.text, m.timestamp, m.content_hash, m.provider_meta
+) IS DISTINCT FROM (
+    excluded.role,
+    excluded.text,
+    excluded.timestamp,
+    excluded.content_hash,
+    excluded.provider_meta
+);
+
+-- name: drop_current_schema#
+-- Drop the schema the connection's search_path names, with everything in it.
+DO $$
+BEGIN
+    EXECUTE format(
+        'DROP SCHEMA %I CASCADE',
+        (parse_ident(current_setting('search_path')))[1]
+    );
+END
+$$;

@@ -1,0 +1,338 @@
+"""PostgreSQL: psycopg 3 over a connection pool, for archives that outgrow one machine.
+
+Connections come from a :class:`psycopg_pool.ConnectionPool` (``pool_min_size`` ..
+``pool_max_size``), in autocommit mode with rows as dicts: the binding issues its own
+``BEGIN``/``SAVEPOINT``/``COMMIT``. A transaction pins one pooled connection to the calling
+thread until it ends; outside one, each call takes a connection, runs (a write in a
+transaction of its own) and gives it back. The pool checks a connection before handing it
+out (a round trip only when its socket shows the server said something) and replaces dead
+ones; a connection that broke during a call (server restart) is closed when it comes
+back, so that call fails with :class:`~polylogue.errors.OperationalError` and the next
+one gets a fresh connection.
+
+Bulk writes are set-based: every batch query binds one array per column and unnests it
+(``INSERT ... SELECT FROM unnest(...)``); a large batch goes out in chunks through
+psycopg's pipeline mode, and :meth:`PostgresBackend.save_conversations` and
+:meth:`PostgresBackend.prune_attachments_many` write a whole ``save_many`` batch in one
+statement each, where one statement per conversation would cost a round trip each.
+
+The ``schema`` option (default ``public``) sets every connection's ``search_path`` (through
+libpq's ``options``), so several archives can share one database; the migration runner
+creates the schema when it does not exist. Strings holding U+0000, which PostgreSQL cannot
+store, are escaped reversibly, and large floats in JSON are sent so that ``jsonb`` gives
+them back as floats (:mod:`polylogue.storage.backends.postgres_values`). Error
+messages name the database with its password replaced by ``***``, and any password that a
+driver message might quote is scrubbed.
+"""
+
+from __future__ import annotations
+
+import select
+from collections.abc import Iterator, Mapping, Sequence
+from contextlib import contextmanager
+from typing import Any, ClassVar
+
+import psycopg
+from aiosql.types import SQLOperationType
+from psycopg.rows import dict_row
+from psycopg.types.array import ListBinaryDumper
+from psycopg.types.json import set_json_loads
+from psycopg_pool import ConnectionPool
+from pydantic import ValidationError
+
+from polylogue.errors import ConfigurationError, DatabaseError
+from polylogue.storage import rows
+from polylogue.storage.backends.base import QUERIES, SQLBackend, _as
+from polylogue.storage.backends.config import BackendConfig
+from polylogue.storage.backends.postgres_dsn import connection_string, passwords_of, redact_dsn
+from polylogue.storage.backends.postgres_migrate import PostgresMigrationTarget
+from polylogue.storage.backends.postgres_values import (
+    FaithfulQueries,
+    loads_json,
+    store_parameters,
+)
+from polylogue.storage.records import ConversationRecord
+from polylogue.storage.sqlfiles import QuerySpec
+
+DEFAULT_CONNECT_TIMEOUT = 10
+"""Seconds libpq waits for a server (unless the URL sets ``connect_timeout``)."""
+DEFAULT_POOL_TIMEOUT = 30.0
+"""Seconds a call waits for a free pooled connection before failing."""
+PIPELINE_CHUNK = 1000
+"""Rows per statement when a large columnar batch goes through psycopg's pipeline mode."""
+
+
+class PostgresBackend(SQLBackend):
+    """The archive in one schema of a PostgreSQL database.
+
+    ``url`` is a libpq connection string (``postgresql://user:pw@host:5432/db`` or
+    ``host=... dbname=...``) without polylogue's own options, which are keywords here
+    (:func:`~polylogue.storage.backends.create_backend` takes them from the URL query).
+    Migrations are applied when it opens unless ``migrate=False``.
+    """
+
+    dialect: ClassVar[str] = "postgresql"
+    sql_folder: ClassVar[str | None] = "postgres"
+    driver_adapter: ClassVar[str] = "psycopg"
+    driver_errors: ClassVar[tuple[type[Exception], ...]] = (psycopg.Error,)
+    integrity_errors: ClassVar[tuple[type[Exception], ...]] = (psycopg.IntegrityError,)
+    operational_errors: ClassVar[tuple[type[Exception], ...]] = (psycopg.OperationalError,)
+    dialect_queries: ClassVar[dict[str, QuerySpec]] = {
+        "upsert_conversations": QuerySpec(
+            "conversations.sql", QUERIES["upsert_conversation"].params, "!", bulk=True
+        ),
+        "prune_attachment_refs_many": QuerySpec(
+            "attachments.sql", ("conversation_id", "keep_conversation_id", "keep_ref_id")
+        ),
+        "lock_migrations": QuerySpec("connection.sql", ("lock_key",), "$"),
+        "lock_migrations_session": QuerySpec("connection.sql", ("lock_key",), "$"),
+        "unlock_migrations_session": QuerySpec("connection.sql", ("lock_key",), "$"),
+        "create_schema_if_missing": QuerySpec("connection.sql", (), "#"),
+        "current_schema_version": QuerySpec("connection.sql", (), "$"),
+    }
+
+    def __init__(
+        self,
+        url: str,
+        *,
+        schema: str = "public",
+        pool_min_size: int = 1,
+        pool_max_size: int = 10,
+        pool_timeout: float = DEFAULT_POOL_TIMEOUT,
+        migrate: bool = True,
+    ) -> None:
+        super().__init__()
+        self.queries = FaithfulQueries(self.queries)
+        self.url = url
+        self.schema = schema
+        self._secrets = passwords_of(url)
+        self._closed = True
+        try:
+            BackendConfig(
+                backend_type="postgresql",
+                url=url,
+                schema_name=schema,
+                pool_min_size=pool_min_size,
+                pool_max_size=pool_max_size,
+            )
+        except ValidationError as exc:
+            raise ConfigurationError(
+                self._scrub(f"bad PostgreSQL options for {self.describe()}: {exc}")
+            ) from None
+        if pool_min_size > pool_max_size:
+            raise ConfigurationError(
+                f"pool_min_size ({pool_min_size}) is larger than pool_max_size"
+                f" ({pool_max_size}) for {self.describe()}"
+            )
+        with self._errors("open"):
+            conninfo = connection_string(url, schema, connect_timeout=DEFAULT_CONNECT_TIMEOUT)
+            # One direct connection first: it fails at once with the server's reason
+            # (refused, bad password, no such database), where the pool would retry.
+            psycopg.connect(conninfo).close()
+        self.pool_timeout = pool_timeout
+        self._pool: ConnectionPool[Any] = ConnectionPool(
+            conninfo,
+            min_size=pool_min_size,
+            max_size=pool_max_size,
+            kwargs={"autocommit": True, "row_factory": dict_row},
+            configure=_configure,
+            check=_check_connection,
+            timeout=pool_timeout,
+            name=f"polylogue:{schema}",
+            open=False,
+        )
+        try:
+            with self._errors("open the connection pool"):
+                self._pool.open(wait=True, timeout=pool_timeout)
+        except BaseException:
+            self._pool.close()
+            raise
+        self._closed = False
+        if migrate:
+            try:
+                self.migration_runner().migrate()
+            except BaseException:
+                self.close()
+                raise
+
+    @classmethod
+    def from_config(cls, config: BackendConfig, *, migrate: bool = True) -> PostgresBackend:
+        """The backend a :class:`BackendConfig` with ``backend_type="postgresql"`` names."""
+        if not config.url:
+            raise ConfigurationError("a PostgreSQL config needs url='postgresql://...'")
+        return cls(
+            config.url,
+            schema=config.schema_name,
+            pool_min_size=config.pool_min_size,
+            pool_max_size=config.pool_max_size,
+            migrate=migrate,
+        )
+
+    # -- connections ------------------------------------------------------------------
+
+    def describe(self) -> str:
+        return f"{redact_dsn(self.url)} (schema {self.schema})"
+
+    @property
+    def pool(self) -> ConnectionPool[Any]:
+        """The connection pool (its ``get_stats()`` helps tuning ``pool_max_size``)."""
+        return self._pool
+
+    def _acquire(self) -> Any:
+        if self._closed:
+            raise DatabaseError(f"{self.describe()} is closed")
+        with self._errors("connect"):
+            return self._pool.getconn()
+
+    def _release(self, conn: Any) -> None:
+        if conn.broken:
+            conn.close()  # the pool sees a closed connection and replaces it
+        self._pool.putconn(conn)
+
+    def _write_rows(self, conn: Any, query_name: str, params: list[rows.Params]) -> int:
+        """Send a large columnar batch in chunks through psycopg's pipeline mode.
+
+        The server upserts one chunk while this process converts the next, instead of
+        waiting for the whole batch to be converted first (measured, ``save_many`` of
+        100,000 messages: about 30,000 msg/s against 27,000 as one statement). Chunks run
+        in order, so an id listed in two chunks ends with its last values, as in one
+        statement; a failing chunk fails the call (the transaction level is then failed).
+        """
+        query = getattr(self.queries, query_name)
+        if (
+            query.operation is not SQLOperationType.INSERT_UPDATE_DELETE
+            or len(params) <= PIPELINE_CHUNK
+            or not psycopg.Pipeline.is_supported()
+        ):
+            return super()._write_rows(conn, query_name, params)
+        cursors = []
+        with conn.pipeline():
+            for start in range(0, len(params), PIPELINE_CHUNK):
+                chunk = params[start : start + PIPELINE_CHUNK]
+                columns = {key: [row[key] for row in chunk] for key in chunk[0]}
+                cursor = conn.cursor()
+                cursor.execute(query.sql, store_parameters(columns))
+                cursors.append(cursor)
+        return sum(max(cursor.rowcount, 0) for cursor in cursors)
+
+    def _rollback_outer(self, conn: Any) -> None:
+        if conn.closed:
+            return  # the server is gone, and the transaction with it
+        super()._rollback_outer(conn)
+
+    @contextmanager
+    def _errors(self, operation: str) -> Iterator[None]:
+        """Like the base, but a driver message that quoted a password loses its cause."""
+        try:
+            yield
+        except self.driver_errors as exc:
+            error = self._translate(operation, exc)
+            if self._scrub(str(exc)) != str(exc):
+                raise error from None
+            raise error from exc
+
+    def _translate(self, operation: str, exc: Exception) -> DatabaseError:
+        error = super()._translate(operation, exc)
+        scrubbed = self._scrub(str(error))
+        return error if scrubbed == str(error) else type(error)(scrubbed)
+
+    def _scrub(self, text: str) -> str:
+        for secret in self._secrets:
+            text = text.replace(secret, "***")
+        return text
+
+    def close(self) -> None:
+        """Close the pool and every connection in it (pinned ones included)."""
+        if hasattr(self, "_pool"):
+            self._pool.close()
+        self._closed = True
+
+    # -- whole batches in one statement (StorageRepository.save_many) -----------------
+
+    def save_conversations(self, records: Sequence[ConversationRecord]) -> int:
+        """Upsert a batch of conversations in one statement; returns how many changed.
+
+        Here a statement costs a round trip: one per batch instead of one per conversation
+        (``upsert_conversations``).
+        """
+        if len(records) == 1:  # the one-row statement plans and runs faster
+            return self.save_conversation(records[0])
+        params = [rows.conversation_params(_as(ConversationRecord, r)) for r in records]
+        if not params:
+            return 0
+        with self._writing("save_conversations") as conn:
+            return self._write_rows(conn, "upsert_conversations", params)
+
+    def prune_attachments_many(self, keep_ref_ids: Mapping[str, Sequence[str]]) -> int:
+        """``prune_attachments`` for ``{conversation_id: ref ids to keep}`` in one statement
+        (``prune_attachment_refs_many``); returns the refs deleted."""
+        if not isinstance(keep_ref_ids, Mapping) or any(
+            isinstance(ref_ids, str) for ref_ids in keep_ref_ids.values()
+        ):
+            raise TypeError("keep_ref_ids must map conversation ids to sequences of ref ids")
+        if len(keep_ref_ids) <= 1:  # the one-conversation statement runs faster
+            return sum(self.prune_attachments(cid, ids) for cid, ids in keep_ref_ids.items())
+        pairs = [(cid, ref_id) for cid, ref_ids in keep_ref_ids.items() for ref_id in ref_ids]
+        with self._writing("prune_attachments") as conn:
+            removed = [
+                row["attachment_id"]
+                for row in self.queries.prune_attachment_refs_many(
+                    conn,
+                    conversation_id=list(keep_ref_ids),
+                    keep_conversation_id=[cid for cid, _ in pairs],
+                    keep_ref_id=[ref_id for _, ref_id in pairs],
+                )
+            ]
+            if removed:
+                ids = [{"attachment_id": a} for a in sorted(set(removed))]
+                self._write_rows(conn, "refresh_ref_counts", ids)
+                self._write_rows(conn, "delete_unreferenced_attachments", ids)
+        return len(removed)
+
+    # -- migrations -------------------------------------------------------------------
+
+    def migration_target(self) -> PostgresMigrationTarget:
+        return PostgresMigrationTarget(self)
+
+    def schema_version(self) -> int:
+        target = self.migration_target()
+        with self._reading("schema_version") as conn:
+            return target.read_version(conn)
+
+
+def _check_connection(conn: psycopg.Connection[Any]) -> None:
+    """Raise for a dead connection before the pool hands it out; the pool replaces it.
+
+    A server that restarts, or ends the session, sends a message and closes the socket, so
+    an idle connection with data waiting on its socket gets the pool's own check (an empty
+    query: a round trip). A quiet socket means the connection is as it was returned, and
+    costs one ``poll`` instead of a round trip on every call (measured: 0.08 ms of a
+    2.4 ms bundle write, 0.05 ms of a 0.4 ms ``get_messages``).
+    """
+    if conn.closed:
+        raise psycopg.OperationalError("the connection is closed")
+    if _readable(conn.fileno()):
+        ConnectionPool.check_connection(conn)
+
+
+def _readable(fd: int) -> bool:
+    if hasattr(select, "poll"):
+        poller = select.poll()
+        poller.register(fd, select.POLLIN)
+        return bool(poller.poll(0))
+    return bool(select.select([fd], [], [], 0)[0])  # pragma: no cover - Windows
+
+
+def _configure(conn: psycopg.Connection[Any]) -> None:
+    """Run on every new pooled connection.
+
+    jsonb values come back unescaped (U+0000), and lists are sent as binary arrays: the
+    columnar bulk queries bind each column as one list, and psycopg's text array format
+    quotes every element through a regular expression (measured: 10,000 messages bound
+    in 0.27 s binary against 0.59 s as text).
+    """
+    set_json_loads(loads_json, conn)
+    conn.adapters.register_dumper(list, ListBinaryDumper)
+
+
+__all__ = ["PostgresBackend", "PostgresMigrationTarget"]

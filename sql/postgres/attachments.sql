@@ -1,0 +1,143 @@
+-- Attachments: shared attachment rows, per-conversation refs, ref counting and pruning.
+-- keep_ref_ids is one JSON array (text) so that every dialect binds a list alike; ref ids
+-- are 'ref-' + hex. The bulk queries take one array per column (one statement per batch).
+
+-- name: upsert_attachments(attachment_id, mime_type, size_bytes, path, provider_meta)!
+-- Insert attachment rows, or fill in what changed; an incoming NULL never erases a known
+-- value. One statement per batch: each parameter is the list of one column's values. A
+-- batch may name an attachment many times (one ON CONFLICT DO UPDATE cannot touch a row
+-- twice), so rows are first merged per id: each column takes its last non-NULL value, as
+-- if the rows were upserted one after the other. The row count is the number of
+-- attachment rows inserted or changed.
+INSERT INTO attachments AS a (
+    attachment_id, mime_type, size_bytes, path, ref_count, provider_meta
+)
+SELECT
+    merged.attachment_id,
+    merged.mime_types[1] AS mime_type,
+    merged.sizes[1] AS size_bytes,
+    merged.paths[1] AS path,
+    0 AS ref_count,
+    merged.metas[1] AS provider_meta
+FROM (
+    -- per id, each column's non-NULL values, last first
+    SELECT
+        u.attachment_id,
+        array_agg(u.mime_type ORDER BY u.position DESC)
+        FILTER (WHERE u.mime_type IS NOT NULL) AS mime_types,
+        array_agg(u.size_bytes ORDER BY u.position DESC)
+        FILTER (WHERE u.size_bytes IS NOT NULL) AS sizes,
+        array_agg(u.path ORDER BY u.position DESC)
+        FILTER (WHERE u.path IS NOT NULL) AS paths,
+        array_agg(u.provider_meta ORDER BY u.position DESC)
+        FILTER (WHERE u.provider_meta IS NOT NULL) AS metas
+    FROM
+        unnest(
+            cast(:attachment_id AS TEXT[]),
+            cast(:mime_type AS TEXT[]),
+            cast(:size_bytes AS BIGINT[]),
+            cast(:path AS TEXT[]),
+            cast(:provider_meta AS JSONB[])
+        ) WITH ORDINALITY
+            AS u (attachment_id, mime_type, size_bytes, path, provider_meta, position)
+    GROUP BY u.attachment_id
+) AS merged
+ON CONFLICT (attachment_id) DO UPDATE SET
+    mime_type = coalesce(excluded.mime_type, a.mime_type),
+    size_bytes = coalesce(excluded.size_bytes, a.size_bytes),
+    path = coalesce(excluded.path, a.path),
+    provider_meta = coalesce(excluded.provider_meta, a.provider_meta)
+WHERE (
+    a.mime_type, a.size_bytes, a.path, a.provider_meta
+) IS DISTINCT FROM (
+    coalesce(excluded.mime_type, a.mime_type),
+    coalesce(excluded.size_bytes, a.size_bytes),
+    coalesce(excluded.path, a.path),
+    coalesce(excluded.provider_meta, a.provider_meta)
+);
+
+-- name: insert_attachment_refs(ref_id, attachment_id, conversation_id, message_id, provider_meta)!
+-- Insert the refs that are new, one statement per batch (each parameter is the list of
+-- that column's values); the row count is the number of new refs.
+INSERT INTO attachment_refs (
+    ref_id, attachment_id, conversation_id, message_id, provider_meta
+)
+SELECT
+    u.ref_id,
+    u.attachment_id,
+    u.conversation_id,
+    u.message_id,
+    u.provider_meta
+FROM
+    unnest(
+        cast(:ref_id AS TEXT[]),
+        cast(:attachment_id AS TEXT[]),
+        cast(:conversation_id AS TEXT[]),
+        cast(:message_id AS TEXT[]),
+        cast(:provider_meta AS JSONB[])
+    ) AS u (ref_id, attachment_id, conversation_id, message_id, provider_meta)
+ON CONFLICT (ref_id) DO NOTHING;
+
+-- name: refresh_ref_counts(attachment_id)!
+-- Recount the refs of the given attachments (the list of their ids, bound as an array).
+UPDATE attachments AS a
+SET
+    ref_count = (
+        SELECT count(*)
+        FROM attachment_refs AS r
+        WHERE r.attachment_id = a.attachment_id
+    )
+WHERE a.attachment_id = any(cast(:attachment_id AS TEXT[]));
+
+-- name: get_attachments(conversation_id)
+-- One row per ref of the conversation, joined to its shared attachment row, by
+-- attachment id then message id (NULL first), in byte order as on SQLite.
+SELECT
+    a.attachment_id,
+    r.conversation_id,
+    r.message_id,
+    a.mime_type,
+    a.size_bytes,
+    a.path,
+    a.provider_meta
+FROM attachment_refs AS r
+INNER JOIN attachments AS a ON r.attachment_id = a.attachment_id
+WHERE r.conversation_id = :conversation_id
+-- (noqa RF02: the linter reads the collation name "C" as a column of the join.)
+ORDER BY
+    a.attachment_id COLLATE "C" ASC,  -- noqa: RF02
+    r.message_id COLLATE "C" ASC NULLS FIRST;  -- noqa: RF02
+
+-- name: prune_attachment_refs(conversation_id, keep_ref_ids)
+-- Delete the refs of a conversation that are not in keep_ref_ids (a JSON array) and
+-- return the attachment id of each deleted ref, for refresh_ref_counts.
+DELETE FROM attachment_refs AS r
+WHERE
+    r.conversation_id = :conversation_id
+    AND r.ref_id NOT IN (
+        SELECT jsonb_array_elements_text(cast(:keep_ref_ids AS JSONB))
+    )
+RETURNING r.attachment_id;
+
+-- name: prune_attachment_refs_many(conversation_id, keep_conversation_id, keep_ref_id)
+-- prune_attachment_refs for a whole batch of conversations in one statement (save_many):
+-- delete the refs of the conversations in conversation_id except the pairs
+-- (keep_conversation_id[i], keep_ref_id[i]); return the attachment id of each deleted ref.
+DELETE FROM attachment_refs AS r
+WHERE
+    r.conversation_id = any(cast(:conversation_id AS TEXT[]))
+    AND NOT EXISTS (
+        SELECT 1
+        FROM
+            unnest(
+                cast(:keep_conversation_id AS TEXT[]), cast(:keep_ref_id AS TEXT[])
+            ) AS k (conversation_id, ref_id)
+        WHERE k.conversation_id = r.conversation_id AND k.ref_id = r.ref_id
+    )
+RETURNING r.attachment_id;
+
+-- name: delete_unreferenced_attachments(attachment_id)!
+-- Delete those of the given attachments (the list of their ids, bound as an array) that
+-- no ref points to any more.
+DELETE FROM attachments
+WHERE attachment_id = any(cast(:attachment_id AS TEXT[])) AND ref_count = 0;

@@ -1,0 +1,52 @@
+-- Archive statistics for `polylogue stats`. Counts are cast to BIGINT: sum() of bigint
+-- is numeric, which would reach Python as Decimal.
+
+-- name: provider_counts()
+-- Conversations, messages and attachment refs per provider.
+WITH
+message_counts AS (
+    SELECT
+        conversation_id,
+        count(*) AS messages
+    FROM messages
+    GROUP BY conversation_id
+),
+
+ref_counts AS (
+    SELECT
+        conversation_id,
+        count(*) AS attachments
+    FROM attachment_refs
+    GROUP BY conversation_id
+)
+
+SELECT
+    c.provider_name,
+    count(*) AS conversations,
+    cast(coalesce(sum(m.messages), 0) AS BIGINT) AS messages,
+    cast(coalesce(sum(r.attachments), 0) AS BIGINT) AS attachments
+FROM conversations AS c
+LEFT JOIN message_counts AS m ON c.conversation_id = m.conversation_id
+LEFT JOIN ref_counts AS r ON c.conversation_id = r.conversation_id
+GROUP BY c.provider_name
+ORDER BY c.provider_name COLLATE "C" ASC;  -- noqa: RF02
+
+-- name: messages_per_month()
+-- Messages per provider per calendar month of their timestamp (NULL when unknown, listed
+-- first as on SQLite).
+WITH
+monthly AS (
+    SELECT
+        c.provider_name,
+        substr(m.timestamp, 1, 7) AS month
+    FROM messages AS m
+    INNER JOIN conversations AS c ON m.conversation_id = c.conversation_id
+)
+
+SELECT
+    provider_name,
+    month,
+    count(*) AS messages
+FROM monthly
+GROUP BY provider_name, month
+ORDER BY provider_name COLLATE "C" ASC, month COLLATE "C" ASC NULLS FIRST;
