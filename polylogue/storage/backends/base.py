@@ -244,9 +244,13 @@ class SQLBackend:
         if state.failed_level is not None and state.failed_level >= state.depth:
             why = state.failure
             self.rollback()
-            raise TransactionError(
-                f"commit() refused on {self.describe()}: {why}; this level was rolled back"
+            hint = (
                 " (run calls that may fail in a nested transaction() to carry on after them)"
+                if self.supports_savepoints
+                else ""
+            )
+            raise TransactionError(
+                f"commit() refused on {self.describe()}: {why}; this level was rolled back{hint}"
             )
         if state.depth > 1:
             with self._errors("commit (release savepoint)"):
@@ -403,14 +407,19 @@ class SQLBackend:
     def save_conversations(self, records: Sequence[ConversationRecord]) -> int:
         """Upsert many conversations at once; returns how many were inserted or changed.
 
-        One statement per record here; a dialect whose statements cost more than the rows
-        they write (DuckDB) overrides it with one set-based statement.
+        Where a statement costs more than the rows it writes (a round trip on PostgreSQL,
+        milliseconds on DuckDB) the dialect defines ``upsert_conversations`` and a batch is
+        one statement; elsewhere (SQLite) it is one ``upsert_conversation`` per record.
         """
         checked = [_as(ConversationRecord, r) for r in records]
+        if len(checked) == 1 or (checked and not self._has_query("upsert_conversations")):
+            with self._writing("save_conversations"):
+                return sum(self.save_conversation(record) for record in checked)
         if not checked:
             return 0
-        with self._writing("save_conversations"):
-            return sum(self.save_conversation(record) for record in checked)
+        params = [rows.conversation_params(r) for r in checked]
+        with self._writing("save_conversations") as conn:
+            return self._write_rows(conn, "upsert_conversations", params)
 
     def get_messages(self, conversation_id: ConversationId | str) -> list[MessageRecord]:
         with self._reading("get_messages") as conn:
@@ -469,13 +478,32 @@ class SQLBackend:
         """:meth:`prune_attachments` for several conversations: ``{conversation_id:
         ref ids to keep}``; returns the refs deleted.
 
-        One prune per conversation here; DuckDB overrides it with one set-based statement.
+        One statement (``prune_attachment_refs_many``, bound to column lists) where the
+        dialect defines it; elsewhere one prune per conversation.
         """
         keep = _keep_lists(keep_ref_ids)
         if not keep:
             return 0
-        with self._writing("prune_attachments"):
-            return sum(self.prune_attachments(cid, ref_ids) for cid, ref_ids in keep.items())
+        if len(keep) == 1 or not self._has_query("prune_attachment_refs_many"):
+            with self._writing("prune_attachments"):
+                return sum(self.prune_attachments(cid, ref_ids) for cid, ref_ids in keep.items())
+        pairs = [(cid, ref_id) for cid, ref_ids in keep.items() for ref_id in ref_ids]
+        with self._writing("prune_attachments") as conn:
+            removed = [
+                row["attachment_id"]
+                for row in self.queries.prune_attachment_refs_many(
+                    conn,
+                    conversation_id=list(keep),
+                    keep_conversation_id=[cid for cid, _ in pairs],
+                    keep_ref_id=[ref_id for _, ref_id in pairs],
+                )
+            ]
+            self._forget_refs(conn, removed)
+        return len(removed)
+
+    def _has_query(self, name: str) -> bool:
+        """Whether this dialect defines the optional set-based query ``name``."""
+        return name in self.dialect_queries
 
     def _forget_refs(self, conn: Any, removed_attachment_ids: Sequence[str]) -> None:
         """After refs were deleted: recount their attachments, drop those left with none."""

@@ -12,9 +12,10 @@ one gets a fresh connection.
 
 Bulk writes are set-based: every batch query binds one array per column and unnests it
 (``INSERT ... SELECT FROM unnest(...)``); a large batch goes out in chunks through
-psycopg's pipeline mode, and :meth:`PostgresBackend.save_conversations` and
-:meth:`PostgresBackend.prune_attachments_many` write a whole ``save_many`` batch in one
-statement each, where one statement per conversation would cost a round trip each.
+psycopg's pipeline mode; ``save_many`` batches write their conversations and prune their
+refs with one statement each (the optional ``upsert_conversations`` and
+``prune_attachment_refs_many`` queries), where one per conversation would cost a round
+trip each.
 
 The ``schema`` option (default ``public``) sets every connection's ``search_path`` (through
 libpq's ``options``), so several archives can share one database; the migration runner
@@ -28,7 +29,7 @@ driver message might quote is scrubbed.
 from __future__ import annotations
 
 import select
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any, ClassVar
 
@@ -42,7 +43,7 @@ from pydantic import ValidationError
 
 from polylogue.errors import ConfigurationError, DatabaseError
 from polylogue.storage import rows
-from polylogue.storage.backends.base import QUERIES, SQLBackend, _as
+from polylogue.storage.backends.base import QUERIES, SQLBackend
 from polylogue.storage.backends.config import BackendConfig
 from polylogue.storage.backends.postgres_dsn import connection_string, passwords_of, redact_dsn
 from polylogue.storage.backends.postgres_migrate import PostgresMigrationTarget
@@ -51,7 +52,6 @@ from polylogue.storage.backends.postgres_values import (
     loads_json,
     store_parameters,
 )
-from polylogue.storage.records import ConversationRecord
 from polylogue.storage.sqlfiles import QuerySpec
 
 DEFAULT_CONNECT_TIMEOUT = 10
@@ -246,48 +246,6 @@ class PostgresBackend(SQLBackend):
         if hasattr(self, "_pool"):
             self._pool.close()
         self._closed = True
-
-    # -- whole batches in one statement (StorageRepository.save_many) -----------------
-
-    def save_conversations(self, records: Sequence[ConversationRecord]) -> int:
-        """Upsert a batch of conversations in one statement; returns how many changed.
-
-        Here a statement costs a round trip: one per batch instead of one per conversation
-        (``upsert_conversations``).
-        """
-        if len(records) == 1:  # the one-row statement plans and runs faster
-            return self.save_conversation(records[0])
-        params = [rows.conversation_params(_as(ConversationRecord, r)) for r in records]
-        if not params:
-            return 0
-        with self._writing("save_conversations") as conn:
-            return self._write_rows(conn, "upsert_conversations", params)
-
-    def prune_attachments_many(self, keep_ref_ids: Mapping[str, Sequence[str]]) -> int:
-        """``prune_attachments`` for ``{conversation_id: ref ids to keep}`` in one statement
-        (``prune_attachment_refs_many``); returns the refs deleted."""
-        if not isinstance(keep_ref_ids, Mapping) or any(
-            isinstance(ref_ids, str) for ref_ids in keep_ref_ids.values()
-        ):
-            raise TypeError("keep_ref_ids must map conversation ids to sequences of ref ids")
-        if len(keep_ref_ids) <= 1:  # the one-conversation statement runs faster
-            return sum(self.prune_attachments(cid, ids) for cid, ids in keep_ref_ids.items())
-        pairs = [(cid, ref_id) for cid, ref_ids in keep_ref_ids.items() for ref_id in ref_ids]
-        with self._writing("prune_attachments") as conn:
-            removed = [
-                row["attachment_id"]
-                for row in self.queries.prune_attachment_refs_many(
-                    conn,
-                    conversation_id=list(keep_ref_ids),
-                    keep_conversation_id=[cid for cid, _ in pairs],
-                    keep_ref_id=[ref_id for _, ref_id in pairs],
-                )
-            ]
-            if removed:
-                ids = [{"attachment_id": a} for a in sorted(set(removed))]
-                self._write_rows(conn, "refresh_ref_counts", ids)
-                self._write_rows(conn, "delete_unreferenced_attachments", ids)
-        return len(removed)
 
     # -- migrations -------------------------------------------------------------------
 

@@ -1,0 +1,44 @@
+-- Archive statistics for `polylogue stats`: whole-column aggregates, which DuckDB's
+-- columnar engine computes without touching message texts.
+
+-- name: provider_counts()
+-- Conversations, messages and attachment refs per provider.
+WITH
+message_counts AS (
+    SELECT
+        conversation_id,
+        count(*) AS messages
+    FROM messages
+    GROUP BY conversation_id
+),
+
+ref_counts AS (
+    SELECT
+        conversation_id,
+        count(*) AS attachments
+    FROM attachment_refs
+    GROUP BY conversation_id
+)
+
+SELECT
+    c.provider_name,
+    count(*) AS conversations,
+    cast(coalesce(sum(m.messages), 0) AS BIGINT) AS messages,
+    cast(coalesce(sum(r.attachments), 0) AS BIGINT) AS attachments
+FROM conversations AS c
+LEFT JOIN message_counts AS m ON c.conversation_id = m.conversation_id
+LEFT JOIN ref_counts AS r ON c.conversation_id = r.conversation_id
+GROUP BY c.provider_name
+ORDER BY c.provider_name ASC;
+
+-- name: messages_per_month()
+-- Messages per provider per calendar month of their timestamp (NULL when unknown, listed
+-- first as SQLite lists it).
+SELECT
+    c.provider_name,
+    substr(m.timestamp, 1, 7) AS month,
+    count(*) AS messages
+FROM messages AS m
+INNER JOIN conversations AS c ON m.conversation_id = c.conversation_id
+GROUP BY c.provider_name, month
+ORDER BY c.provider_name ASC, month ASC NULLS FIRST;
