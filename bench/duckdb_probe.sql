@@ -40,3 +40,31 @@ FROM read_json(
         version: 'INTEGER'
     }
 ) AS r;
+
+-- name: upsert_message_row(message_id, conversation_id, provider_message_id, role, text, timestamp, content_hash, provider_meta, version)*!
+-- One row per execution: the executemany reference of the benchmark (bench/references.py).
+INSERT INTO messages (
+    message_id,
+    conversation_id,
+    provider_message_id,
+    role,
+    text,
+    timestamp,
+    content_hash,
+    provider_meta,
+    version
+)
+VALUES (
+    :message_id,
+    :conversation_id,
+    :provider_message_id,
+    :role,
+    :text,
+    :timestamp,
+    :content_hash,
+    :provider_meta,
+    :version
+)
+ON CONFLICT (message_id) DO UPDATE SET
+    text = excluded.text,
+    content_hash = excluded.content_hash;

@@ -102,6 +102,10 @@ def run_backend(name: str, args: argparse.Namespace, bundles: list[Bundle], work
         k: [] for k in ("first", "again", "bulk", "raw_first", "raw_bulk")
     }
     labels: dict[str, str] = {}
+    # DuckDB takes tens of milliseconds per transaction: one bundle per transaction runs
+    # over the first bundles only (labelled), the rest of the scenarios over all of them.
+    per_bundle = bundles[: args.duckdb_bundles] if name == "duckdb" else bundles
+    per_bundle_count = sum(len(b[1]) for b in per_bundle)
     for repetition in range(args.repeat):
         last = repetition == args.repeat - 1
         # one bundle per transaction, then the same bundles again (all unchanged)
@@ -109,17 +113,14 @@ def run_backend(name: str, args: argparse.Namespace, bundles: list[Bundle], work
             repo = StorageRepository(backend)
 
             def ingest(repo: StorageRepository = repo) -> None:
-                for conversation, messages, attachments in bundles:
+                for conversation, messages, attachments in per_bundle:
                     repo.save_conversation(
                         conversation=conversation, messages=messages, attachments=attachments
                     )
 
-            samples["first"].append(throughput(count, ingest))
-            samples["again"].append(throughput(count, ingest))
-            if last:
-                read_scenarios(report, backend, bundles, args)
-                report.extra["stats_ms"] = median_seconds(backend.stats) * 1000
-        raw = references.measure(name, "per_bundle", bundles, workdir, args.postgres_url)
+            samples["first"].append(throughput(per_bundle_count, ingest))
+            samples["again"].append(throughput(per_bundle_count, ingest))
+        raw = references.measure(name, "per_bundle", per_bundle, workdir, args.postgres_url)
         if raw:
             samples["raw_first"].append(raw[0])
             labels["raw_first"] = raw[1]
@@ -128,14 +129,18 @@ def run_backend(name: str, args: argparse.Namespace, bundles: list[Bundle], work
             samples["bulk"].append(
                 throughput(count, lambda repo=repo: repo.save_many(bundles, **_batch(args)))
             )
+            if last:  # reads on the full archive
+                read_scenarios(report, backend, bundles, args)
+                report.extra["stats_ms"] = median_seconds(backend.stats) * 1000
         raw = references.measure(name, "bulk", bundles, workdir, args.postgres_url)
         if raw:
             samples["raw_bulk"].append(raw[0])
             labels["raw_bulk"] = raw[1]
 
     med = {k: statistics.median(v) for k, v in samples.items() if v}
-    first = report.add(Row("ingest, one bundle per transaction", med["first"], "msg/s"))
-    again = report.add(Row("re-ingest unchanged bundles", med["again"], "msg/s"))
+    subset = "" if per_bundle is bundles else f" (first {per_bundle_count:,} messages)"
+    first = report.add(Row(f"ingest, one bundle per transaction{subset}", med["first"], "msg/s"))
+    again = report.add(Row(f"re-ingest unchanged bundles{subset}", med["again"], "msg/s"))
     again.reference, again.reference_label = first.value, "first ingest"
     again.target, again.met = "≥ 1.0× first ingest", again.value >= first.value
     bulk = report.add(
@@ -263,7 +268,10 @@ def markdown(report: Report, info: dict[str, Any], command: str) -> str:
         "| scenario | polylogue | reference | ratio | target | met |",
         "| --- | ---: | --- | ---: | --- | --- |",
     ]
-    for row in report.rows:
+    writes_first = sorted(
+        report.rows, key=lambda r: not r.scenario.startswith(("ingest", "re-ingest", "bulk"))
+    )
+    for row in writes_first:
         value = (
             f"{row.value:,.0f} {row.unit}"
             if row.unit == "msg/s"
@@ -298,6 +306,12 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--batch-size", type=int)
     parser.add_argument("--read-samples", type=int, default=500)
     parser.add_argument("--repeat", type=int, help="write runs per side (default 3; 1 at 1M)")
+    parser.add_argument(
+        "--duckdb-bundles",
+        type=int,
+        default=200,
+        help="bundles in DuckDB's one-bundle-per-transaction scenarios (default 200)",
+    )
     parser.add_argument("--no-write", action="store_true", help="print only")
     args = parser.parse_args(argv)
     if args.quick:
