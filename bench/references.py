@@ -16,33 +16,51 @@ from polylogue.storage import rows
 from polylogue.storage.repository import Bundle
 
 
-def _params(bundles: Sequence[Bundle]) -> list[tuple[dict[str, Any], list[dict[str, Any]]]]:
+def _params(
+    bundles: Sequence[Bundle],
+) -> list[tuple[dict[str, Any], list[dict[str, Any]], list[dict[str, Any]], list[dict[str, Any]]]]:
     return [
-        (rows.conversation_params(c), [rows.message_params(m) for m in ms]) for c, ms, _ in bundles
+        (
+            rows.conversation_params(c),
+            [rows.message_params(m) for m in ms],
+            [rows.attachment_params(a) for a in atts],
+            [rows.ref_params(a) for a in atts],
+        )
+        for c, ms, atts in bundles
     ]
 
 
 def sqlite_executemany(backend: Any, bundles: Sequence[Bundle], *, per_bundle: bool) -> float:
-    """sqlite3 ``executemany`` upserts: one transaction per bundle, or one for all."""
+    """sqlite3 ``executemany`` upserts of the same rows (conversation, messages, attachment
+    rows and refs): one transaction per bundle, or one for all. No ref counting or pruning:
+    that bookkeeping is polylogue's own work."""
     queries = backend.queries
     conversation_sql = queries.upsert_conversation.sql
     message_sql = queries.upsert_messages.sql
+    attachment_sql = queries.upsert_attachments.sql
+    ref_sql = queries.insert_attachment_refs.sql
     conn = backend._thread_connection()
     count = sum(len(b[1]) for b in bundles)
     start = time.perf_counter()
     # Turning records into parameters is part of the work a raw-driver user does too.
     prepared = _params(bundles)
+
+    def write(conversation: Any, messages: Any, attachments: Any, refs: Any) -> None:
+        conn.execute(conversation_sql, conversation)
+        conn.executemany(message_sql, messages)
+        if attachments:
+            conn.executemany(attachment_sql, attachments)
+            conn.executemany(ref_sql, refs)
+
     if per_bundle:
-        for conversation, messages in prepared:
+        for bundle in prepared:
             conn.execute("BEGIN IMMEDIATE")
-            conn.execute(conversation_sql, conversation)
-            conn.executemany(message_sql, messages)
+            write(*bundle)
             conn.execute("COMMIT")
     else:
         conn.execute("BEGIN IMMEDIATE")
-        for conversation, messages in prepared:
-            conn.execute(conversation_sql, conversation)
-            conn.executemany(message_sql, messages)
+        for bundle in prepared:
+            write(*bundle)
         conn.execute("COMMIT")
     return count / (time.perf_counter() - start)
 
