@@ -48,9 +48,13 @@ class Row:
     reference_label: str = ""
     target: str = ""
     met: bool | None = None
+    paired_ratio: float | None = None
+    """Median of the per-repetition ratios (each polylogue run next to its raw run)."""
 
     @property
     def ratio(self) -> float | None:
+        if self.paired_ratio is not None:
+            return self.paired_ratio
         if self.reference in (None, 0):
             return None
         assert self.reference is not None
@@ -146,10 +150,11 @@ def run_backend(name: str, args: argparse.Namespace, bundles: list[Bundle], work
     bulk = report.add(
         Row(f"bulk save_many (batch {args.batch_size or 'default'})", med["bulk"], "msg/s")
     )
-    if "raw_first" in med:
-        first.reference, first.reference_label = med["raw_first"], labels["raw_first"]
-    if "raw_bulk" in med:
-        bulk.reference, bulk.reference_label = med["raw_bulk"], labels["raw_bulk"]
+    for row, ours, raw_key in ((first, "first", "raw_first"), (bulk, "bulk", "raw_bulk")):
+        if raw_key in med:
+            row.reference, row.reference_label = med[raw_key], labels[raw_key]
+            pairs = zip(samples[ours], samples[raw_key], strict=True)
+            row.paired_ratio = statistics.median(a / b for a, b in pairs)
     apply_targets(name, first, bulk)
     report.add(Row("stats()", report.extra.pop("stats_ms"), "ms"))
     # peak RSS of a bulk import in a process of its own
@@ -171,14 +176,14 @@ def run_backend(name: str, args: argparse.Namespace, bundles: list[Bundle], work
 
 def apply_targets(name: str, first: Row, bulk: Row) -> None:
     """The issue's targets, evaluated on this run's numbers."""
-    if name == "sqlite" and first.reference and bulk.reference:
-        first.target, first.met = "≥ 0.6× raw", first.value >= 0.6 * first.reference
-        bulk.target, bulk.met = "≥ 0.8× raw", bulk.value >= 0.8 * bulk.reference
+    if name == "sqlite" and first.ratio and bulk.ratio:
+        first.target, first.met = "≥ 0.6× raw", first.ratio >= 0.6
+        bulk.target, bulk.met = "≥ 0.8× raw", bulk.ratio >= 0.8
     elif name == "duckdb":
         bulk.target, bulk.met = "≥ 50,000 msg/s", bulk.value >= 50_000
-    elif name == "postgres" and first.reference and bulk.reference:
-        bulk.target, bulk.met = "≥ 0.8× COPY", bulk.value >= 0.8 * bulk.reference
-        first.target, first.met = "≥ 0.9× raw", first.value >= 0.9 * first.reference
+    elif name == "postgres" and first.ratio and bulk.ratio:
+        bulk.target, bulk.met = "≥ 0.8× COPY", bulk.ratio >= 0.8
+        first.target, first.met = "≥ 0.9× raw", first.ratio >= 0.9
 
 
 def _batch(args: argparse.Namespace) -> dict[str, int]:
@@ -288,7 +293,9 @@ def markdown(report: Report, info: dict[str, Any], command: str) -> str:
     lines.append("")
     lines.append(
         f"Write scenarios: median of {report.extra.get('repeat', 1)} alternating runs per side,"
-        " each on a fresh database; latencies over the sample of conversations."
+        " each on a fresh database; the ratio is the median of the per-run ratios (each"
+        " polylogue run against the raw run next to it). Latencies: p50/p99 over"
+        " the sampled conversations."
     )
     return "\n".join(lines) + "\n"
 
