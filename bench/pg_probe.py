@@ -35,32 +35,14 @@ import aiosql
 
 from bench.workload import Workload
 from polylogue.storage import rows
+from polylogue.storage.backends.base import QUERIES
 from polylogue.storage.backends.postgres import PostgresBackend
 from polylogue.storage.repository import Bundle, StorageRepository
 
 PROBE_SQL = aiosql.from_path(Path(__file__).with_name("pg_probe.sql"), "psycopg")
-MESSAGE_COLUMNS = (
-    "message_id",
-    "conversation_id",
-    "provider_message_id",
-    "role",
-    "text",
-    "timestamp",
-    "content_hash",
-    "provider_meta",
-    "version",
-)
-CONVERSATION_COLUMNS = (
-    "conversation_id",
-    "provider_name",
-    "provider_conversation_id",
-    "title",
-    "created_at",
-    "updated_at",
-    "content_hash",
-    "provider_meta",
-    "version",
-)
+# The column order of the upserts, as the binding declares it.
+MESSAGE_COLUMNS = QUERIES["upsert_messages"].params
+CONVERSATION_COLUMNS = QUERIES["upsert_conversation"].params
 BATCH = 10_000
 
 
