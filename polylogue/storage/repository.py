@@ -68,7 +68,6 @@ def check_bundle(
     if not isinstance(conversation, ConversationRecord):
         raise TypeError(f"{where}: conversation must be a ConversationRecord")
     cid = conversation.conversation_id
-    message_ids: set[str] = set()
     for i, message in enumerate(messages):
         if not isinstance(message, MessageRecord):
             raise TypeError(f"{where}: messages[{i}] must be a MessageRecord")
@@ -77,7 +76,6 @@ def check_bundle(
                 f"{where}: messages[{i}] ({message.message_id!r}) has conversation_id"
                 f" {message.conversation_id!r}, not {cid!r}"
             )
-        message_ids.add(message.message_id)
     for i, attachment in enumerate(attachments):
         if not isinstance(attachment, AttachmentRecord):
             raise TypeError(f"{where}: attachments[{i}] must be an AttachmentRecord")
