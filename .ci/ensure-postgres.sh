@@ -18,12 +18,16 @@ else
   fi
   version=$(ls /etc/postgresql | sort -V | tail -n 1)
   hba=/etc/postgresql/$version/main/pg_hba.conf
+  edited=""
   if ! grep -qE '^host\s+all\s+all\s+127\.0\.0\.1/32\s+trust' "$hba"; then
     echo "postgres: allowing trust auth from 127.0.0.1 (test machine only)"
     sed -i '1i host all all 127.0.0.1/32 trust\nlocal all all trust' "$hba"
+    edited=yes
   fi
   echo "postgres: starting cluster $version/main"
   pg_ctlcluster --skip-systemctl-redirect "$version" main start || true
+  # A package install may have started the server already, with its own pg_hba.conf.
+  [ -n "$edited" ] && { pg_ctlcluster --skip-systemctl-redirect "$version" main reload || true; }
   for _ in $(seq 1 60); do ready && break; sleep 1; done
   ready || { echo "postgres: server did not come up" >&2; exit 1; }
 fi
