@@ -119,16 +119,27 @@ def per_bundle(url: str, bundles: Sequence[Bundle]) -> float:
 
 
 def raw_per_bundle(url: str, bundles: Sequence[Bundle]) -> float:
-    """psycopg alone: the same upserts, one transaction per bundle."""
+    """psycopg alone: the same upserts of the same rows (conversation, messages, attachment
+    rows and refs), one transaction per bundle; no pruning or ref counting."""
     with fresh(url) as backend, backend.pool.connection() as conn:
         conversation_sql = backend.queries.upsert_conversation.sql
         message_sql = PROBE_SQL.upsert_messages_rowwise.sql
+        attachment_sql = backend.queries.upsert_attachments.sql
+        ref_sql = backend.queries.insert_attachment_refs.sql
+
+        def columns(params: list[dict[str, Any]]) -> dict[str, list[Any]]:
+            return {key: [p[key] for p in params] for key in params[0]}
 
         def work() -> None:
-            for conversation, messages, _ in bundles:
+            for conversation, messages, attachments in bundles:
                 conn.execute("BEGIN")
                 conn.execute(conversation_sql, rows.conversation_params(conversation))
                 conn.cursor().executemany(message_sql, [rows.message_params(m) for m in messages])
+                if attachments:
+                    conn.execute(
+                        attachment_sql, columns([rows.attachment_params(a) for a in attachments])
+                    )
+                    conn.execute(ref_sql, columns([rows.ref_params(a) for a in attachments]))
                 conn.execute("COMMIT")
 
         return timed(work)
