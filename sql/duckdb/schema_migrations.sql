@@ -21,7 +21,7 @@ WHERE
     AND table_schema = current_schema()
     AND table_name = 'schema_migrations';
 
--- name: schema_version()$
+-- name: current_schema_version()$
 -- The schema version: the newest recorded script (0 when none is).
 SELECT coalesce(max(version), 0) AS version
 FROM schema_migrations;

@@ -27,8 +27,3 @@ BEGIN
     END IF;
 END
 $$;
-
--- name: current_schema_version()$
--- The schema version: the highest version recorded (call only when the table exists).
-SELECT coalesce(max(version), 0) AS version
-FROM schema_migrations;

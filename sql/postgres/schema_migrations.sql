@@ -29,3 +29,8 @@ ORDER BY version ASC;
 -- Remember that a script was applied (applied_at arrives as ISO-8601 text).
 INSERT INTO schema_migrations (version, name, checksum, applied_at)
 VALUES (:version, :name, :checksum, cast(:applied_at AS TIMESTAMPTZ));
+
+-- name: current_schema_version()$
+-- The schema version: the highest version recorded (call only when the table exists).
+SELECT coalesce(max(version), 0) AS version
+FROM schema_migrations;

@@ -542,6 +542,14 @@ class SQLBackend:
         """How the migration runner drives this dialect."""
         raise NotImplementedError
 
+    def _migrate_on_open(self) -> None:
+        """Apply pending migrations while opening; a failure closes what was opened."""
+        try:
+            self.migration_runner().migrate()
+        except BaseException:
+            self.close()
+            raise
+
     def migration_runner(self) -> MigrationRunner:
         """The runner for this database: ``status()``, ``migrate(dry_run=...)``."""
         return MigrationRunner(self.migration_target())

@@ -101,7 +101,7 @@ class DuckDBBackend(SQLBackend):
         "update_changed_messages": QuerySpec(
             "messages.sql", _MESSAGE_UPDATE_COLUMNS, "!", bulk=True
         ),
-        "schema_version": QuerySpec("schema_migrations.sql", (), "$"),
+        "current_schema_version": QuerySpec("schema_migrations.sql", (), "$"),
         "configure_database": QuerySpec("connection.sql", (), "#"),
         "dangling_references": QuerySpec("connection.sql"),
     }

@@ -76,7 +76,7 @@ class DuckDBMigrationTarget:
         with self.backend._errors("read schema version"):
             if not self.queries.schema_migrations_exists(conn):
                 return 0
-            return int(self.queries.schema_version(conn))
+            return int(self.queries.current_schema_version(conn))
 
     def write_version(self, conn: Any, version: int) -> None:
         """Nothing to do: the version is the newest row the runner just recorded."""

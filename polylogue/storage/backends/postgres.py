@@ -88,7 +88,7 @@ class PostgresBackend(SQLBackend):
         "lock_migrations_session": QuerySpec("connection.sql", ("lock_key",), "$"),
         "unlock_migrations_session": QuerySpec("connection.sql", ("lock_key",), "$"),
         "create_schema_if_missing": QuerySpec("connection.sql", (), "#"),
-        "current_schema_version": QuerySpec("connection.sql", (), "$"),
+        "current_schema_version": QuerySpec("schema_migrations.sql", (), "$"),
     }
 
     def __init__(
@@ -149,11 +149,7 @@ class PostgresBackend(SQLBackend):
             raise
         self._closed = False
         if migrate:
-            try:
-                self.migration_runner().migrate()
-            except BaseException:
-                self.close()
-                raise
+            self._migrate_on_open()
 
     @classmethod
     def from_config(cls, config: BackendConfig, *, migrate: bool = True) -> PostgresBackend:

@@ -115,11 +115,7 @@ class SQLiteBackend(SQLBackend):
             create_private_file(self.db_path)
             self._target = self.db_path.as_uri()
         if migrate:
-            try:
-                self.migration_runner().migrate()
-            except BaseException:
-                self.close()
-                raise
+            self._migrate_on_open()
 
     @classmethod
     def borrowing(cls, conn: sqlite3.Connection) -> SQLiteBackend:
