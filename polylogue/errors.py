@@ -19,6 +19,15 @@ class OperationalError(DatabaseError):
     """The database could not run the statement (locked, unreachable, disk full, ...)."""
 
 
+class TransientError(OperationalError):
+    """A conflict with a concurrent transaction (deadlock, serialization failure).
+
+    The database rolled the transaction back; running it again may succeed.
+    :class:`~polylogue.storage.repository.StorageRepository` retries its own bundle
+    transactions a bounded number of times, so its callers do not see this.
+    """
+
+
 class DatabaseInUseError(OperationalError):
     """Another process holds the database file open for writing."""
 
@@ -53,4 +62,5 @@ __all__ = [
     "QuerySetError",
     "SchemaVersionError",
     "TransactionError",
+    "TransientError",
 ]

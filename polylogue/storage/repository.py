@@ -8,10 +8,13 @@ from what the upserts report, never from reading rows back first.
 
 from __future__ import annotations
 
+import random
 import threading
-from collections.abc import Iterable, Sequence
-from typing import TypedDict
+import time
+from collections.abc import Callable, Iterable, Sequence
+from typing import TypedDict, TypeVar
 
+from polylogue.errors import TransientError
 from polylogue.protocols import StorageBackend
 from polylogue.storage.records import (
     AttachmentRecord,
@@ -21,6 +24,13 @@ from polylogue.storage.records import (
 )
 
 Bundle = tuple[ConversationRecord, Sequence[MessageRecord], Sequence[AttachmentRecord]]
+
+_T = TypeVar("_T")
+
+TRANSIENT_RETRIES = 8
+"""How many times a bundle transaction is run again after a deadlock or serialization
+failure (PostgreSQL) before the error reaches the caller. Each retry waits a little longer
+(jittered, 10 ms doubling up to 1 s), so colliding writers fall out of step."""
 
 DEFAULT_BATCH_SIZE = 500
 """Bundles per transaction in :meth:`StorageRepository.save_many` (10,000 messages at 20 a
@@ -115,8 +125,8 @@ class StorageRepository:
         """Save one bundle in one transaction and return its counts."""
         messages, attachments = list(messages), list(attachments)
         check_bundle(conversation, messages, attachments)
-        with self._write_lock, self.backend.transaction():
-            return self._write_batch([(conversation, messages, attachments)])
+        bundle: Bundle = (conversation, messages, attachments)
+        return self._in_transaction(lambda: self._write_batch([bundle]))
 
     def save_many(
         self, bundles: Iterable[Bundle], *, batch_size: int = DEFAULT_BATCH_SIZE
@@ -155,11 +165,27 @@ class StorageRepository:
 
     def _commit_batch(self, batch: list[Bundle], first: int) -> SaveCounts:
         try:
-            with self._write_lock, self.backend.transaction():
-                return self._write_batch(batch)
+            return self._in_transaction(lambda: self._write_batch(batch))
         except Exception as exc:
             exc.add_note(f"while saving bundles {first}..{first + len(batch) - 1} (rolled back)")
             raise
+
+    def _in_transaction(self, work: Callable[[], _T]) -> _T:
+        """Run ``work`` in a transaction; run it again after a transient conflict.
+
+        Only a transaction this repository opened can be retried: inside a caller's
+        transaction the conflict has already aborted the caller's work, so it is raised.
+        """
+        for attempt in range(TRANSIENT_RETRIES + 1):
+            nested = self.backend.in_transaction
+            try:
+                with self._write_lock, self.backend.transaction():
+                    return work()
+            except TransientError:
+                if nested or attempt == TRANSIENT_RETRIES:
+                    raise
+            time.sleep(random.uniform(0.5, 1.0) * min(1.0, 0.01 * 2**attempt))
+        raise AssertionError("unreachable")  # pragma: no cover
 
     def _write_batch(self, batch: Sequence[Bundle]) -> SaveCounts:
         """Write bundles inside the caller's transaction: set-based across the batch."""

@@ -27,7 +27,13 @@ from typing import Any, ClassVar, TypeVar
 from aiosql.types import SQLOperationType
 from pydantic import BaseModel
 
-from polylogue.errors import DatabaseError, IntegrityError, OperationalError, TransactionError
+from polylogue.errors import (
+    DatabaseError,
+    IntegrityError,
+    OperationalError,
+    TransactionError,
+    TransientError,
+)
 from polylogue.storage import rows
 from polylogue.storage.migrate import MigrationRunner, MigrationTarget
 from polylogue.storage.records import (
@@ -152,6 +158,8 @@ class SQLBackend:
     driver_errors: ClassVar[tuple[type[Exception], ...]] = ()
     integrity_errors: ClassVar[tuple[type[Exception], ...]] = ()
     operational_errors: ClassVar[tuple[type[Exception], ...]] = ()
+    transient_errors: ClassVar[tuple[type[Exception], ...]] = ()
+    """Conflicts with concurrent transactions that a retry of the transaction may clear."""
     dialect_queries: ClassVar[Mapping[str, QuerySpec]] = {}
     """Queries only this dialect needs (connection pragmas, locks), checked like the rest."""
     supports_savepoints: ClassVar[bool] = True
@@ -324,8 +332,10 @@ class SQLBackend:
         return max(changed, 0)
 
     def _translate(self, operation: str, exc: Exception) -> DatabaseError:
-        if isinstance(exc, self.integrity_errors):
-            kind: type[DatabaseError] = IntegrityError
+        if isinstance(exc, self.transient_errors):
+            kind: type[DatabaseError] = TransientError
+        elif isinstance(exc, self.integrity_errors):
+            kind = IntegrityError
         elif isinstance(exc, self.operational_errors):
             kind = OperationalError
         else:

@@ -77,6 +77,9 @@ class PostgresBackend(SQLBackend):
     driver_errors: ClassVar[tuple[type[Exception], ...]] = (psycopg.Error,)
     integrity_errors: ClassVar[tuple[type[Exception], ...]] = (psycopg.IntegrityError,)
     operational_errors: ClassVar[tuple[type[Exception], ...]] = (psycopg.OperationalError,)
+    transient_errors: ClassVar[tuple[type[Exception], ...]] = (
+        psycopg.errors.TransactionRollback,  # deadlock detected, serialization failure
+    )
     dialect_queries: ClassVar[dict[str, QuerySpec]] = {
         "upsert_conversations": QuerySpec(
             "conversations.sql", QUERIES["upsert_conversation"].params, "!", bulk=True
