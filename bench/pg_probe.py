@@ -170,7 +170,7 @@ def messages_only(url: str, bundles: Sequence[Bundle], variant: str) -> float:
                 elif variant == "executemany":
                     conn.cursor().executemany(PROBE_SQL.upsert_messages_rowwise.sql, params)
                 elif variant == "columnar":
-                    backend._write_rows(conn, "upsert_messages", params)
+                    backend._write_messages(conn, params)
                 elif variant == "staging":
                     PROBE_SQL.create_staging(conn)
                     copy_rows(conn, PROBE_SQL.copy_staging.sql, params, MESSAGE_COLUMNS)

@@ -1,40 +1,72 @@
 """The ``polylogue`` command: migrate, inspect and summarise an archive database.
 
 Every command takes ``--url`` (``sqlite:///path``, ``postgresql://...``, ``duckdb:///path``);
-without it, ``POLYLOGUE_DATABASE_URL`` or the default SQLite file is used. Errors go to
-stderr with exit status 1 (2 for usage errors).
+without it, ``POLYLOGUE_DATABASE_URL`` or the default SQLite file is used.
+
+Errors are one line on stderr saying what failed, where and what to do, with exit status
+1 (2 for usage errors); never a traceback, whatever failed (a database error, a file the
+user may not read, an unexpected error). ``POLYLOGUE_DEBUG=1`` shows the traceback of an
+unexpected one.
 """
 
 from __future__ import annotations
 
 import json
+import os
 import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
+from typing import Any
 
 import click
 
 from polylogue.errors import DatabaseError
 from polylogue.storage.backends import SQLBackend, create_backend
+from polylogue.storage.faults import cleaning_up, describe_os_error, one_line
 
 URL_HELP = "Database URL (default: $POLYLOGUE_DATABASE_URL or the default SQLite file)."
+DEBUG_ENV = "POLYLOGUE_DEBUG"
+
+
+class _OneLineErrors(click.Group):
+    """Every failure of a command becomes one line on stderr and exit status 1."""
+
+    def invoke(self, ctx: click.Context) -> Any:
+        try:
+            return super().invoke(ctx)
+        except (click.ClickException, click.exceptions.Exit, click.Abort):
+            raise
+        except DatabaseError as exc:
+            message = one_line(str(exc))
+        except OSError as exc:
+            message = (
+                f"{describe_os_error(exc)}; check that this user may read and write the"
+                " database and its folder"
+            )
+        except Exception as exc:
+            if os.environ.get(DEBUG_ENV):
+                raise
+            message = (
+                f"unexpected {type(exc).__name__}: {one_line(str(exc))} (a bug: please report"
+                f" it; {DEBUG_ENV}=1 shows the traceback)"
+            )
+        # Raised outside the except blocks: nothing chains to the original exception.
+        raise click.ClickException(message)
 
 
 @contextmanager
 def _backend(url: str | None, *, migrate: bool) -> Iterator[SQLBackend]:
-    try:
-        backend = create_backend(url=url, migrate=migrate)
-    except DatabaseError as exc:
-        raise click.ClickException(str(exc)) from None
+    backend = create_backend(url=url, migrate=migrate)
     try:
         yield backend
-    except DatabaseError as exc:
-        raise click.ClickException(str(exc)) from None
-    finally:
-        backend.close()
+    except BaseException as exc:
+        with cleaning_up(exc, "closing the database"):
+            backend.close()
+        raise
+    backend.close()
 
 
-@click.group()
+@click.group(cls=_OneLineErrors)
 @click.version_option(package_name="polylogue-storage")
 def main() -> None:
     """Storage kit of polylogue: an archive of AI chat conversations."""
@@ -48,12 +80,24 @@ def main() -> None:
     is_flag=True,
     help="Go on although an applied migration script was edited since.",
 )
-def migrate(url: str | None, dry_run: bool, allow_changed: bool) -> None:
-    """Apply pending schema migrations."""
+@click.option(
+    "--no-backup",
+    is_flag=True,
+    help="Do not copy a SQLite database aside (NAME.pre-vN-TIME.bak) before migrating it.",
+)
+def migrate(url: str | None, dry_run: bool, allow_changed: bool, no_backup: bool) -> None:
+    """Apply pending schema migrations.
+
+    A SQLite database that already holds a schema is first copied beside itself with
+    SQLite's backup API (owner-only); each script's result is checked (quick_check,
+    foreign_key_check) before it is committed.
+    """
     with _backend(url, migrate=False) as backend:
         runner = backend.migration_runner()
-        scripts = runner.migrate(dry_run=dry_run, allow_changed=allow_changed)
+        scripts = runner.migrate(dry_run=dry_run, allow_changed=allow_changed, backup=not no_backup)
         where = backend.describe()
+        if runner.backup_path is not None:
+            click.echo(f"backup written before migrating: {runner.backup_path}")
         if not scripts:
             click.echo(f"{where}: up to date at schema version {runner.target_version}")
             return
@@ -77,6 +121,9 @@ def status(url: str | None) -> None:
             click.echo("  (none)")
         for m in report.applied:
             mark = "  EDITED since applied" if m.changed else ""
+            if m.earlier_text:
+                now = (m.file_checksum or "")[:16]
+                mark = f"  applied as an earlier text (file now sha256:{now}, same effect)"
             click.echo(f"  {m.name}  sha256:{m.checksum[:16]}  {m.applied_at}{mark}")
         for version in report.unrecorded:
             click.echo(

@@ -48,7 +48,11 @@ class StorageBackend(Protocol):
         ...
 
     def save_conversations(self, records: Sequence[ConversationRecord]) -> int:
-        """Upsert many; returns how many were inserted or changed."""
+        """Upsert many; returns how many distinct ids were inserted or changed.
+
+        An id listed more than once is saved as if the records had been saved one after
+        the other (the last occurrence's values) and counts once.
+        """
         ...
 
     def get_messages(self, conversation_id: ConversationId | str) -> list[MessageRecord]:
@@ -56,7 +60,14 @@ class StorageBackend(Protocol):
         ...
 
     def save_messages(self, records: Sequence[MessageRecord]) -> int:
-        """Upsert many; returns how many were inserted or changed."""
+        """Upsert many; returns how many distinct ids were inserted or changed.
+
+        An id listed more than once keeps its last occurrence's values and counts once.
+        A message id belongs to one conversation for good: a record whose id is stored
+        under another conversation, or listed under two conversations in ``records``,
+        fails the whole call with :class:`~polylogue.errors.MessageOwnershipError`
+        (nothing of it is saved).
+        """
         ...
 
     def get_attachments(self, conversation_id: ConversationId | str) -> list[AttachmentRecord]:
@@ -75,6 +86,13 @@ class StorageBackend(Protocol):
 
     def prune_attachments_many(self, keep_ref_ids: Mapping[str, Sequence[str]]) -> int:
         """``prune_attachments`` for each ``conversation_id: ref ids to keep``; refs deleted."""
+        ...
+
+    def replace_attachments(
+        self, records: Sequence[AttachmentRecord], keep_ref_ids: Mapping[str, Sequence[str]]
+    ) -> tuple[int, int]:
+        """``save_attachments(records)`` then ``prune_attachments_many(keep_ref_ids)`` as one
+        call; returns (refs new, refs deleted)."""
         ...
 
     def delete_conversation(self, conversation_id: ConversationId | str) -> bool:

@@ -97,3 +97,33 @@ def register(
     """Add ``"postgres"`` to the backends the shared suites run against."""
     factories["postgres"] = postgres_backend
     savepoint_backends.append("postgres")
+
+
+@contextmanager
+def role_with_password(password: str) -> Iterator[tuple[str, str]]:
+    """A new role that must log in with ``password`` (``scram-sha-256`` from 127.0.0.1).
+
+    The test server trusts 127.0.0.1, so a line for this role alone goes on top of
+    ``pg_hba.conf`` while it exists. Skips where the file is not writable here.
+    """
+    require_server()
+    role = f"polylogue_pw_{uuid.uuid4().hex[:8]}"
+    [(hba_file,)] = admin_execute("SHOW hba_file")
+    hba = Path(hba_file)
+    try:
+        original = hba.read_text()
+        hba.write_text(f"host all {role} 127.0.0.1/32 scram-sha-256\n{original}")
+    except OSError as exc:
+        pytest.skip(f"cannot require passwords on this server ({hba}: {exc.strerror})")
+    try:
+        admin_execute("SELECT pg_reload_conf()")
+        escaped = password.replace("'", "''")
+        admin_execute(f"CREATE ROLE {role} LOGIN PASSWORD '{escaped}'")
+        [(database,)] = admin_execute("SELECT current_database()")
+        admin_execute(f'GRANT CREATE ON DATABASE "{database}" TO {role}')
+        yield role, password
+    finally:
+        hba.write_text(original)
+        admin_execute("SELECT pg_reload_conf()")
+        admin_execute(f"DROP OWNED BY {role} CASCADE")
+        admin_execute(f"DROP ROLE IF EXISTS {role}")

@@ -12,12 +12,13 @@ import pytest
 import polylogue.storage as storage
 from polylogue.storage import db, store
 from polylogue.storage.backends import SQLiteBackend
+from polylogue.storage.migrate import discover
 from polylogue.storage.repository import StorageRepository
 from tests.records import attachment, bundle, conversation, message
 
 
 def test_exports() -> None:
-    assert db.SCHEMA_VERSION == 4
+    assert discover("sqlite")[-1].version == db.SCHEMA_VERSION
     assert issubclass(db.DatabaseError, Exception)
     assert store.MAX_ATTACHMENT_SIZE == 2**40
     for name in ("ConversationRecord", "MessageRecord", "AttachmentRecord", "RunRecord"):

@@ -45,7 +45,13 @@ from polylogue.storage.migrate import MigrationRunner, iter_statements
 from polylogue.storage.records import ConversationRecord, MessageRecord
 from polylogue.storage.sqlfiles import resource_dir
 from tests.records import attachment, conversation, message
-from tests.support_postgres import admin_execute, fresh_schema, require_server, server_url
+from tests.support_postgres import (
+    admin_execute,
+    fresh_schema,
+    require_server,
+    role_with_password,
+    server_url,
+)
 
 BASELINE = resource_dir("migrations", "postgres") / "0004_baseline.sql"
 
@@ -320,9 +326,9 @@ def test_large_batches_go_through_the_pipeline_in_order(schema: str) -> None:
     with PostgresBackend(server_url(), schema=schema) as backend:
         backend.save_conversation(conversation("c1"))
         records = [message(f"m{i:05d}", timestamp=f"t{i:05d}") for i in range(count)]
-        # the same id in the first and the last chunk: its last values win
+        # the same id in the first and the last chunk: its last values win, counted once
         records.append(records[0].model_copy(update={"text": "last one wins"}))
-        assert backend.save_messages(records) == count + 1
+        assert backend.save_messages(records) == count
         got = backend.get_messages("c1")
         assert len(got) == count and got[0].text == "last one wins"
         assert backend.save_messages(records[1:]) == 0
@@ -379,33 +385,9 @@ def test_batches_of_conversations_and_prunes_are_set_based(schema: str) -> None:
 
 @pytest.fixture
 def password_role() -> Iterator[tuple[str, str]]:
-    """A role that must log in with its password (``scram-sha-256`` from 127.0.0.1).
-
-    The test server trusts 127.0.0.1, so a line for this role alone goes on top of
-    ``pg_hba.conf`` while the test runs. Skips where the file is not writable here.
-    """
-    require_server()
-    role = f"polylogue_pw_{uuid.uuid4().hex[:8]}"
-    password = f"S3cr3t:{uuid.uuid4().hex[:6]}@/%"
-    [(hba_file,)] = admin_execute("SHOW hba_file")
-    hba = Path(hba_file)
-    try:
-        original = hba.read_text()
-        hba.write_text(f"host all {role} 127.0.0.1/32 scram-sha-256\n{original}")
-    except OSError as exc:
-        pytest.skip(f"cannot require passwords on this server ({hba}: {exc.strerror})")
-    try:
-        admin_execute("SELECT pg_reload_conf()")
-        escaped = password.replace("'", "''")
-        admin_execute(f"CREATE ROLE {role} LOGIN PASSWORD '{escaped}'")
-        [(database,)] = admin_execute("SELECT current_database()")
-        admin_execute(f'GRANT CREATE ON DATABASE "{database}" TO {role}')
-        yield role, password
-    finally:
-        hba.write_text(original)
-        admin_execute("SELECT pg_reload_conf()")
-        admin_execute(f"DROP OWNED BY {role} CASCADE")
-        admin_execute(f"DROP ROLE IF EXISTS {role}")
+    """A role that must log in with its password (see ``role_with_password``)."""
+    with role_with_password(f"S3cr3t:{uuid.uuid4().hex[:6]}@/%") as made:
+        yield made
 
 
 def _with_login(role: str, password: str) -> str:

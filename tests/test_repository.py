@@ -43,6 +43,17 @@ def test_save_conversation_counts_and_dedup(backend: SQLBackend) -> None:
     assert backend.get_messages("c1") == messages
 
 
+def test_a_ref_listed_twice_counts_once(backend: SQLBackend) -> None:
+    repo = StorageRepository(backend)
+    conv, messages, attachments = bundle("c1", 2, ("a1", "a2"))
+    listed = [*attachments, attachments[0]]  # three records, two refs
+    first = repo.save_conversation(conversation=conv, messages=messages, attachments=listed)
+    assert first == _counts(1, 2, 2, 0, 0, 0)
+    again = repo.save_conversation(conversation=conv, messages=messages, attachments=listed)
+    assert again == _counts(0, 0, 0, 1, 2, 2)
+    assert len(backend.get_attachments("c1")) == 2
+
+
 def test_reimport_without_an_attachment_prunes_its_ref(backend: SQLBackend) -> None:
     repo = StorageRepository(backend)
     conv, messages, attachments = bundle("c1", 2, ("keep", "drop"))

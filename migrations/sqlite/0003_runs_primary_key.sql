@@ -1,8 +1,13 @@
 -- Schema version 3: runs gets run_id as its primary key.
 -- Version 1 allowed NULL and repeated run ids. Nothing is dropped: a NULL id becomes
 -- 'run-legacy-<rowid>' and every repeat after the first becomes '<run_id>-dup-<rowid>'.
+-- The index on the old table's run_id makes finding each id's first row a lookup instead
+-- of a scan of every run (20k runs: 12 s without it). The first text had no index:
+-- polylogue: replaces sha256:d8b5dd1d628ca5668ae316628efe96cb5307d51085dbc6dbcc3d89e4afaf17bd
 
 ALTER TABLE runs RENAME TO runs_v2;
+
+CREATE INDEX idx_runs_v2_run_id ON runs_v2 (run_id);
 
 CREATE TABLE runs (
     run_id TEXT PRIMARY KEY,

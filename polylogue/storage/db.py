@@ -16,14 +16,16 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Final
 
-from polylogue.errors import DatabaseError
+from polylogue.errors import DatabaseError, OperationalError
 from polylogue.storage.backends.config import default_db_path
 from polylogue.storage.backends.sqlite import (
     DEFAULT_BUSY_TIMEOUT,
     SQLiteBackend,
     connect,
     create_private_file,
+    prepare_connection,
 )
+from polylogue.storage.faults import cleaning_up, describe_os_error, run_cleanups
 from polylogue.storage.migrate import discover
 
 SCHEMA_VERSION: Final[int] = discover("sqlite")[-1].version
@@ -47,7 +49,13 @@ def _resolve(db_path: str | os.PathLike[str] | None) -> Path:
 
 
 def _open(path: Path) -> sqlite3.Connection:
-    create_private_file(path)
+    try:
+        create_private_file(path)
+    except OSError as exc:
+        raise OperationalError(
+            f"cannot create {path}: {describe_os_error(exc)}; check that this user may create"
+            " files there"
+        ) from exc
     try:
         conn = connect(str(path), busy_timeout=DEFAULT_BUSY_TIMEOUT)
     except sqlite3.Error as exc:
@@ -55,12 +63,12 @@ def _open(path: Path) -> sqlite3.Connection:
     try:
         backend = SQLiteBackend.borrowing(conn)
         with backend._errors(f"open {path}"):
-            backend.queries.configure_connection(conn)
-            backend.queries.use_synchronous_normal(conn)
+            prepare_connection(conn, backend.queries, "normal")
         conn.isolation_level = "DEFERRED"
         backend.migration_runner().migrate()
-    except BaseException:
-        conn.close()
+    except BaseException as exc:
+        with cleaning_up(exc, "closing the connection"):
+            conn.close()
         raise
     return conn
 
@@ -90,20 +98,19 @@ def open_connection(db_path: str | os.PathLike[str] | None = None) -> Iterator[s
     _local.current = _OpenConnection(conn, path)
     try:
         yield conn
-    except BaseException:
+    except BaseException as exc:
         _local.current = None
-        try:
-            conn.rollback()
-        finally:
-            conn.close()
+        # The caller's error is the one raised; a failed cleanup is a note on it.
+        run_cleanups(exc, ("the rollback", conn.rollback), ("closing the connection", conn.close))
         raise
     _local.current = None
     try:
         conn.commit()
     except sqlite3.Error as exc:
-        raise DatabaseError(f"commit failed on {path}: {exc}") from exc
-    finally:
-        conn.close()
+        failed = DatabaseError(f"commit failed on {path}: {exc}")
+        run_cleanups(failed, ("closing the connection", conn.close))
+        raise failed from exc
+    conn.close()
 
 
 @contextmanager

@@ -9,6 +9,15 @@ is the backend's business (:class:`MigrationTarget`); the order of things is dec
 
 A script whose first line is ``-- polylogue: no-transaction`` runs outside a transaction
 (PostgreSQL's ``CREATE INDEX CONCURRENTLY`` needs that); the target decides how to lock it.
+
+Applied scripts are never edited, with one explicit exception: a fix that has the same
+effect (SQLite's 0002 was rewritten to build its index before recounting, not after) names
+the text it replaces in its header, ``-- polylogue: replaces sha256:<checksum of the old
+file>``. A database that recorded a listed checksum is not drift; any other difference is.
+
+Before the first script changes a database that already holds a schema (version >= 1), a
+target that can (:class:`BackupTarget`, SQLite) writes a backup of it, named in every
+error that follows; the target checks each script's result before committing it.
 """
 
 from __future__ import annotations
@@ -20,13 +29,17 @@ from contextlib import AbstractContextManager, ExitStack
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any, Protocol, runtime_checkable
 
 from polylogue.errors import MigrationError, SchemaVersionError
+from polylogue.storage.faults import cleaning_up
 from polylogue.storage.sqlfiles import resource_dir
 
-NO_TRANSACTION_MARKER = "-- polylogue: no-transaction"
+DIRECTIVE_PREFIX = "-- polylogue:"
+NO_TRANSACTION_MARKER = f"{DIRECTIVE_PREFIX} no-transaction"
+REPLACES_DIRECTIVE = f"{DIRECTIVE_PREFIX} replaces sha256:"
 _SCRIPT_NAME = re.compile(r"(?P<version>\d{4})_(?P<slug>[a-z0-9][a-z0-9_]*)\.sql")
+_REPLACES = re.compile(r"replaces sha256:(?P<checksum>[0-9a-f]{64})")
 
 
 @dataclass(frozen=True)
@@ -39,6 +52,8 @@ class MigrationScript:
     sql: str
     checksum: str
     no_transaction: bool
+    replaces: frozenset[str] = frozenset()
+    """Checksums of earlier texts of this script that had the same effect."""
 
 
 @dataclass(frozen=True)
@@ -50,11 +65,22 @@ class AppliedMigration:
     checksum: str
     applied_at: str
     file_checksum: str | None
+    file_replaces: frozenset[str] = frozenset()
 
     @property
     def changed(self) -> bool:
-        """The script on disk is no longer the one that was applied."""
-        return self.file_checksum is not None and self.file_checksum != self.checksum
+        """The script on disk is no longer the one that was applied, nor declares it
+        replaces that text (drift)."""
+        return (
+            self.file_checksum is not None
+            and self.file_checksum != self.checksum
+            and self.checksum not in self.file_replaces
+        )
+
+    @property
+    def earlier_text(self) -> bool:
+        """Applied as an earlier text that the script on disk declares it replaces."""
+        return self.checksum != self.file_checksum and self.checksum in self.file_replaces
 
 
 @dataclass(frozen=True)
@@ -111,6 +137,16 @@ class MigrationTarget(Protocol):
         """Execute ``sql`` statement by statement, each committing on its own."""
 
 
+@runtime_checkable
+class BackupTarget(Protocol):
+    """A target that can copy the database aside before migrating it (SQLite)."""
+
+    def write_backup(self, conn: Any, version: int, reaching: int) -> Path | None:
+        """Copy the database, at ``version``, beside it before it is migrated to
+        ``reaching``; return the copy, or None when there is nothing to copy (memory, or
+        backups turned off for this backend). ``conn`` holds the migration lock."""
+
+
 def discover(dialect: str, folder: Path | None = None) -> list[MigrationScript]:
     """The scripts of ``dialect`` in version order; refuses bad names, gaps, duplicates."""
     folder = folder or resource_dir("migrations", dialect)
@@ -137,6 +173,7 @@ def discover(dialect: str, folder: Path | None = None) -> list[MigrationScript]:
             sql=sql,
             checksum=hashlib.sha256(raw).hexdigest(),
             no_transaction=sql.lstrip().startswith(NO_TRANSACTION_MARKER),
+            replaces=_replaced_checksums(path, sql),
         )
     ordered = [scripts[v] for v in sorted(scripts)]
     if not ordered:
@@ -156,6 +193,36 @@ def discover(dialect: str, folder: Path | None = None) -> list[MigrationScript]:
     return ordered
 
 
+def _replaced_checksums(path: Path, sql: str) -> frozenset[str]:
+    """The ``-- polylogue: replaces sha256:<hex>`` lines of the script's header.
+
+    Only the comment lines before the first statement count. An unknown or malformed
+    ``-- polylogue:`` directive there is an error: a typo must not silently turn drift
+    detection off, nor a script meant to run outside a transaction into one that does not.
+    """
+    found: set[str] = set()
+    first_line = True
+    for number, line in enumerate(sql.splitlines(), start=1):
+        stripped = line.strip()
+        if not stripped:
+            continue
+        if not stripped.startswith("--"):
+            break
+        if stripped.startswith(DIRECTIVE_PREFIX):
+            directive = stripped[len(DIRECTIVE_PREFIX) :].strip()
+            replaced = _REPLACES.fullmatch(directive)
+            if replaced:
+                found.add(replaced["checksum"])
+            elif directive != "no-transaction" or not first_line:
+                raise MigrationError(
+                    f"{path}:{number}: unknown migration directive {stripped!r}; the header"
+                    f" may hold '{NO_TRANSACTION_MARKER}' (first line only) and"
+                    f" '{REPLACES_DIRECTIVE}<64 lower-case hex digits of the earlier file>'"
+                )
+        first_line = False
+    return frozenset(found)
+
+
 def is_baseline(script: MigrationScript) -> bool:
     """A baseline creates the whole schema at its version on an empty database.
 
@@ -168,10 +235,18 @@ def is_baseline(script: MigrationScript) -> bool:
 class MigrationRunner:
     """Applies the scripts of ``target.dialect`` to the database behind ``target``."""
 
-    def __init__(self, target: MigrationTarget, folder: Path | None = None) -> None:
+    def __init__(
+        self, target: MigrationTarget, folder: Path | None = None, *, where: str = ""
+    ) -> None:
         self.target = target
+        self.where = where
+        """The database, for messages (``backend.describe()``)."""
         self.scripts = discover(target.dialect, folder)
         self.target_version = self.scripts[-1].version
+        self.backup_path: Path | None = None
+        """The backup the last :meth:`migrate` wrote before changing the database, if any."""
+        self._backup_to: BackupTarget | None = None
+        """Who writes the backup this run still owes, if it owes one."""
 
     def status(self) -> MigrationStatus:
         """Report version, applied scripts with checksums, pending scripts; change nothing."""
@@ -181,17 +256,25 @@ class MigrationRunner:
         return self._status(current, applied)
 
     def migrate(
-        self, *, dry_run: bool = False, allow_changed: bool = False
+        self, *, dry_run: bool = False, allow_changed: bool = False, backup: bool = True
     ) -> list[MigrationScript]:
         """Apply pending scripts (or, with ``dry_run``, list them) and return them.
 
-        Raises :class:`SchemaVersionError` for a database newer than this code and
+        With ``backup`` (the default), a database at version >= 1 is first copied beside
+        itself if the target can (:class:`BackupTarget`); :attr:`backup_path` names the
+        copy. Raises :class:`SchemaVersionError` for a database newer than this code and
         :class:`MigrationError` when an applied script was edited (unless
-        ``allow_changed``) or a script fails; a failed script leaves the database at the
-        version it had before that script.
+        ``allow_changed``), the backup cannot be written, or a script or the check of its
+        result fails; a failed script leaves the database at the version it had before
+        that script, and the error names the backup.
         """
+        self.backup_path = None
         with self.target.migration_connection() as conn:
             status = self._status(self.target.read_version(conn), self._applied(conn))
+            # Decided by the version the run starts from: a new database migrated from 0
+            # has nothing to lose, even once its first script has run.
+            due = backup and status.current_version >= 1
+            self._backup_to = self.target if due and isinstance(self.target, BackupTarget) else None
             if status.changed and not allow_changed:
                 names = ", ".join(
                     f"{m.name} (applied sha256:{m.checksum[:12]},"
@@ -216,6 +299,8 @@ class MigrationRunner:
         if current > self.target_version:
             raise SchemaVersionError(
                 f"Unsupported DB schema version {current} (expected {self.target_version})"
+                + (f" in {self.where}" if self.where else "")
+                + ": a newer polylogue wrote it; upgrade polylogue to use it"
             )
         recorded = {m.version for m in applied}
         return MigrationStatus(
@@ -246,6 +331,7 @@ class MigrationRunner:
                     checksum=str(row["checksum"]),
                     applied_at=str(row["applied_at"]),
                     file_checksum=script.checksum if script else None,
+                    file_replaces=script.replaces if script else frozenset(),
                 )
             )
         return applied
@@ -256,6 +342,7 @@ class MigrationRunner:
             return self._apply_without_transaction(conn, script)
         target = self.target
         current = script.version - 1
+        backing_up = False
         target.begin_locked(conn)
         try:
             current = target.read_version(conn)
@@ -263,6 +350,11 @@ class MigrationRunner:
                 target.rollback(conn)
                 return False
             self._check_next(current, script)
+            # Inside the lock: the copy is exactly what this run starts from, and of
+            # several processes opening one old archive only the one that migrates copies.
+            backing_up = True
+            self._back_up(conn, current)
+            backing_up = False
             self._record_missing(conn, current)
             target.run_script(conn, script.sql)
             self._record(conn, script)
@@ -270,14 +362,29 @@ class MigrationRunner:
             target.check_before_commit(conn)
             target.commit(conn)
         except BaseException as exc:
-            target.rollback(conn)
+            with cleaning_up(exc, "the rollback"):
+                target.rollback(conn)
             if isinstance(exc, SchemaVersionError) or not isinstance(exc, Exception):
                 raise
+            if backing_up:
+                raise _backup_failed(exc, current) from exc
             raise MigrationError(
                 f"migration {script.path.name} failed: {exc}; the database is still at"
-                f" version {current}"
+                f" version {current}{self._backup_note()}"
             ) from exc
         return True
+
+    def _back_up(self, conn: Any, current: int) -> None:
+        """Write the backup once per run, before the first script touches a database
+        that held a schema when the run started."""
+        writer, self._backup_to = self._backup_to, None
+        if writer is not None and current >= 1:
+            self.backup_path = writer.write_backup(conn, current, self.target_version)
+
+    def _backup_note(self) -> str:
+        if self.backup_path is None:
+            return ""
+        return f"; the backup made before migrating is {self.backup_path}"
 
     def _apply_without_transaction(self, conn: Any, script: MigrationScript) -> bool:
         """Run a ``no-transaction`` script under the session lock, then record it."""
@@ -292,13 +399,17 @@ class MigrationRunner:
                 return False
             self._check_next(current, script)
             try:
+                self._back_up(conn, current)
+            except Exception as exc:
+                raise _backup_failed(exc, current) from exc
+            try:
                 target.run_script_outside_transaction(conn, script.sql)
             except Exception as exc:
                 raise MigrationError(
                     f"migration {script.path.name} (no-transaction) failed: {exc}; the"
                     f" database is still at version {current}; statements of the script that"
                     " completed before the failure are not undone, so write such scripts to"
-                    " be re-runnable (IF NOT EXISTS)"
+                    f" be re-runnable (IF NOT EXISTS){self._backup_note()}"
                 ) from exc
             target.begin_locked(conn)
             try:
@@ -306,8 +417,9 @@ class MigrationRunner:
                 self._record(conn, script)
                 target.write_version(conn, script.version)
                 target.commit(conn)
-            except BaseException:
-                target.rollback(conn)
+            except BaseException as exc:
+                with cleaning_up(exc, "the rollback"):
+                    target.rollback(conn)
                 raise
         return True
 
@@ -317,8 +429,9 @@ class MigrationRunner:
         try:
             self._record_missing(conn, target.read_version(conn))
             target.commit(conn)
-        except BaseException:
-            target.rollback(conn)
+        except BaseException as exc:
+            with cleaning_up(exc, "the rollback"):
+                target.rollback(conn)
             raise
 
     def _check_next(self, current: int, script: MigrationScript) -> None:
@@ -348,6 +461,14 @@ class MigrationRunner:
         )
 
 
+def _backup_failed(exc: Exception, current: int) -> MigrationError:
+    return MigrationError(
+        f"no backup before migrating: {exc}; nothing was migrated (the database is still at"
+        f" version {current}): make room for the copy, or migrate without one"
+        " (polylogue migrate --no-backup, backup=False)"
+    )
+
+
 def iter_statements(script: str, is_complete: Any) -> Iterator[str]:
     """Split ``script`` into statements using the driver's ``is_complete(text)`` test.
 
@@ -375,7 +496,9 @@ def _has_code(text: str) -> bool:
 
 __all__ = [
     "NO_TRANSACTION_MARKER",
+    "REPLACES_DIRECTIVE",
     "AppliedMigration",
+    "BackupTarget",
     "MigrationRunner",
     "MigrationScript",
     "MigrationStatus",

@@ -12,9 +12,9 @@ import random
 import threading
 import time
 from collections.abc import Callable, Iterable, Sequence
-from typing import TypedDict, TypeVar
+from typing import TypedDict, TypeVar, cast
 
-from polylogue.errors import TransientError
+from polylogue.errors import MessageOwnershipError, TransientError
 from polylogue.protocols import StorageBackend
 from polylogue.storage.records import (
     AttachmentRecord,
@@ -136,6 +136,20 @@ class StorageRepository:
         Each batch is checked before it is written and committed as a whole: a failure
         raises with the bundle's position, keeps the batches committed before it and
         leaves nothing of the failing batch.
+
+        Except a bundle that claims a message id another conversation owns (stored, or
+        listed by an earlier bundle of the batch): that bundle is rejected, the rest of
+        its batch is committed without it, and then :class:`MessageOwnershipError` is
+        raised naming the bundle (its index in the input and its conversation id) and
+        the message; nothing after that batch is read (``next_bundle`` is where to go
+        on), and ``saved`` holds the counts of everything saved. Stopping there is
+        what an import that resumes "after the last good batch" needs; the rejected
+        bundle is the caller's to fix. (Inside a caller's transaction on a backend
+        without savepoints, DuckDB, the failed batch cannot be undone alone: the error
+        is raised at once, and the caller's transaction can only be rolled back.)
+
+        A message or conversation id repeated within a batch keeps its last values and
+        is counted once.
         """
         if batch_size < 1:
             raise ValueError(f"batch_size must be >= 1, got {batch_size}")
@@ -147,10 +161,10 @@ class StorageRepository:
             check_bundle(*bundle, where=f"bundle {index}")
             batch.append(bundle)
             if len(batch) >= batch_size:
-                add_counts(total, self._commit_batch(batch, first))
+                self._commit_batch(batch, first, total)
                 first, batch = index + 1, []
         if batch:
-            add_counts(total, self._commit_batch(batch, first))
+            self._commit_batch(batch, first, total)
         return total
 
     def record_run(self, record: RunRecord) -> None:
@@ -163,12 +177,76 @@ class StorageRepository:
         if self._owns_backend:
             self.backend.close()
 
-    def _commit_batch(self, batch: list[Bundle], first: int) -> SaveCounts:
-        try:
-            return self._in_transaction(lambda: self._write_batch(batch))
-        except Exception as exc:
-            exc.add_note(f"while saving bundles {first}..{first + len(batch) - 1} (rolled back)")
-            raise
+    def _commit_batch(self, batch: list[Bundle], first: int, total: SaveCounts) -> None:
+        """Commit one batch (bundles ``first``...) and add its counts to ``total``.
+
+        Bundles claiming another conversation's messages are left out and the rest is
+        committed; MessageOwnershipError then names them (see :meth:`save_many`).
+        """
+        last = first + len(batch) - 1
+        keep = dict(enumerate(batch, start=first))
+        rejected: dict[int, tuple[str, str]] = {}
+        collisions = _claimed_twice(keep, rejected)
+        for index in rejected:
+            del keep[index]
+        while True:
+            nested = self.backend.in_transaction
+            try:
+                counts = (
+                    self._in_transaction(lambda: self._write_batch(list(keep.values())))
+                    if keep
+                    else empty_counts()
+                )
+            except MessageOwnershipError as exc:
+                claimants = _claimants(keep, exc.collisions)
+                # Without savepoints (DuckDB) the caller's transaction is lost with it.
+                retry = not nested or getattr(self.backend, "supports_savepoints", True)
+                if not claimants or not retry:
+                    exc.add_note(f"while saving bundles {first}..{last} (rolled back)")
+                    raise
+                collisions += exc.collisions
+                for index, (message_id, owner) in claimants.items():
+                    cid = keep.pop(index)[0].conversation_id
+                    why = f"message {message_id!r} belongs to conversation {owner!r}"
+                    rejected[index] = (cid, why)
+                continue
+            except Exception as exc:
+                exc.add_note(f"while saving bundles {first}..{last} (rolled back)")
+                raise
+            add_counts(total, counts)
+            break
+        if rejected:
+            raise self._rejection(collisions, rejected, last, total)
+
+    def _rejection(
+        self,
+        collisions: list[tuple[str, str, str]],
+        rejected: dict[int, tuple[str, str]],
+        last: int,
+        total: SaveCounts,
+    ) -> MessageOwnershipError:
+        listed = sorted(rejected.items())
+        reasons = "; ".join(
+            f"bundle {index} (conversation {cid!r}): {why}" for index, (cid, why) in listed[:5]
+        )
+        if len(listed) > 5:
+            reasons += f"; and {len(listed) - 5} more"
+        count = f"{len(listed)} bundle{'s' if len(listed) > 1 else ''}"
+        detail = (
+            f"save_many on {_describe(self.backend)}: {count} rejected, because a message id"
+            f" belongs to one conversation for good: {reasons}. The other bundles up to"
+            f" {last} were saved; bundles from {last + 1} on were not read: give those"
+            f" messages ids of their own, then save the rejected bundles and go on from"
+            f" bundle {last + 1}"
+        )
+        return MessageOwnershipError(
+            collisions,
+            where="save_many",
+            rejected_bundles=[(index, cid) for index, (cid, _why) in listed],
+            next_bundle=last + 1,
+            saved=cast(dict[str, int], dict(total)),
+            detail=detail,
+        )
 
     def _in_transaction(self, work: Callable[[], _T]) -> _T:
         """Run ``work`` in a transaction; run it again after a transient conflict.
@@ -196,20 +274,24 @@ class StorageRepository:
         for _conversation, messages, attachments in batch:
             all_messages.extend(messages)
             all_attachments.extend(attachments)
+        # Repeated ids count once (the backend keeps the last occurrence).
         changed = backend.save_conversations([conversation for conversation, _m, _a in batch])
         counts["conversations"] = changed
-        counts["skipped_conversations"] = len(batch) - changed
+        distinct = len(batch) if len(batch) == 1 else len({c.conversation_id for c, _, _ in batch})
+        counts["skipped_conversations"] = distinct - changed
         changed_messages = backend.save_messages(all_messages) if all_messages else 0
         counts["messages"] = changed_messages
-        counts["skipped_messages"] = len(all_messages) - changed_messages
-        new_refs = backend.save_attachments(all_attachments) if all_attachments else 0
-        counts["attachments"] = new_refs
-        counts["skipped_attachments"] = len(all_attachments) - new_refs
+        distinct = len({m.message_id for m in all_messages}) if all_messages else 0
+        counts["skipped_messages"] = distinct - changed_messages
         # The last bundle of a conversation in the batch is the one whose list counts.
         keep: dict[str, list[str]] = {
             c.conversation_id: [a.ref_id for a in atts] for c, _m, atts in batch
         }
-        backend.prune_attachments_many(keep)
+        # One call, not a save and a prune: it locks their attachment rows in one pass.
+        new_refs, _removed = backend.replace_attachments(all_attachments, keep)
+        counts["attachments"] = new_refs
+        distinct = len({a.ref_id for a in all_attachments}) if all_attachments else 0
+        counts["skipped_attachments"] = distinct - new_refs
         return counts
 
     def __enter__(self) -> StorageRepository:
@@ -217,3 +299,56 @@ class StorageRepository:
 
     def __exit__(self, *_exc: object) -> None:
         self.close()
+
+
+def _claimed_twice(
+    bundles: dict[int, Bundle], rejected: dict[int, tuple[str, str]]
+) -> list[tuple[str, str, str]]:
+    """Find bundles listing a message id that an earlier bundle lists under another
+    conversation; record them in ``rejected`` (index: conversation id, why) and return
+    the collisions.
+
+    The earlier bundle keeps the id, as if the bundles had been saved one by one.
+    """
+    ids = [m.message_id for _c, messages, _a in bundles.values() for m in messages]
+    if len(set(ids)) == len(ids):
+        return []  # the usual case: no id listed twice
+    owner_of: dict[str, tuple[str, int]] = {}
+    collisions: list[tuple[str, str, str]] = []
+    for index, (conversation, messages, _attachments) in bundles.items():
+        cid = conversation.conversation_id
+        theirs = [
+            (m.message_id, *owner_of[m.message_id])
+            for m in messages
+            if owner_of.get(m.message_id, (cid,))[0] != cid
+        ]
+        if theirs:
+            message_id, owner, at = theirs[0]
+            why = f"message {message_id!r} is listed by bundle {at} (conversation {owner!r})"
+            rejected[index] = (cid, why)
+            collisions.extend((mid, owner, cid) for mid, owner, _at in theirs)
+            continue
+        for message in messages:
+            owner_of.setdefault(message.message_id, (cid, index))
+    return collisions
+
+
+def _claimants(
+    bundles: dict[int, Bundle], collisions: Sequence[tuple[str, str, str]]
+) -> dict[int, tuple[str, str]]:
+    """The bundles that claim a message of ``collisions`` for their conversation:
+    index: (message id, its owner)."""
+    owner = {(mid, claimant): owner for mid, owner, claimant in collisions}
+    found: dict[int, tuple[str, str]] = {}
+    for index, (conversation, messages, _attachments) in bundles.items():
+        cid = conversation.conversation_id
+        for m in messages:
+            if (m.message_id, cid) in owner:
+                found[index] = (m.message_id, owner[m.message_id, cid])
+                break
+    return found
+
+
+def _describe(backend: StorageBackend) -> str:
+    describe = getattr(backend, "describe", None)
+    return str(describe()) if callable(describe) else type(backend).__name__

@@ -46,17 +46,20 @@ class QuerySpec:
     A ``bulk`` query writes many rows: as ``*!`` it runs once per row (executemany, each
     parameter one value); as ``!`` it runs once per batch with each parameter bound to the
     list of that column's values (``INSERT ... SELECT unnest(:message_id), ...``). The
-    dialect's file picks one; the binding adapts.
+    dialect's file picks one; the binding adapts. A ``returning`` bulk query may also be
+    a columnar statement that returns rows (``RETURNING``, no suffix): what they are is
+    the binding's contract with it (see ``upsert_messages``).
     """
 
     file: str
     params: tuple[str, ...] = ()
     operation: Operation = ""
     bulk: bool = False
+    returning: bool = False
 
     def accepts(self, operation: Operation) -> bool:
         if self.bulk:
-            return operation in ("*!", "!")
+            return operation in ("*!", "!") or (self.returning and operation == "")
         return operation == self.operation
 
 
@@ -109,7 +112,11 @@ def check_query_set(folder: Path, expected: Mapping[str, QuerySpec]) -> None:
                 f" ({', '.join(spec.params)})"
             )
         if not spec.accepts(operation):
-            expected_ops = "'*!' or '!'" if spec.bulk else repr(spec.operation or "(select)")
+            expected_ops = (
+                ("'*!', '!' or (select)" if spec.returning else "'*!' or '!'")
+                if spec.bulk
+                else repr(spec.operation or "(select)")
+            )
             problems.append(
                 f"{where} has operation {operation or '(select)'!r}, expected {expected_ops}"
             )

@@ -156,19 +156,20 @@ ORDER BY a.attachment_id ASC, r.message_id ASC NULLS FIRST;
 
 -- name: prune_attachment_refs(conversation_id, keep_ref_ids)
 -- Delete the refs of a conversation that are not in keep_ref_ids (a JSON array) and
--- return the attachment id of each deleted ref, for refresh_ref_counts.
+-- return each deleted ref (ref_id, attachment_id), for refresh_ref_counts.
 DELETE FROM attachment_refs
 WHERE
     conversation_id = :conversation_id
     AND ref_id NOT IN (
         SELECT unnest(from_json(:keep_ref_ids, '["VARCHAR"]'))
     )
-RETURNING attachment_id;
+RETURNING ref_id, attachment_id;
 
 -- name: prune_attachment_refs_many(conversation_id, keep_conversation_id, keep_ref_id)
 -- prune_attachment_refs for a whole batch of conversations in one statement (DuckDB
 -- only): delete the refs of the conversations in conversation_id except the pairs
--- (keep_conversation_id[i], keep_ref_id[i]); return the attachment id of each deleted ref.
+-- (keep_conversation_id[i], keep_ref_id[i]); return each deleted ref (ref_id,
+-- attachment_id).
 DELETE FROM attachment_refs
 WHERE
     conversation_id IN (SELECT unnest(cast(:conversation_id AS VARCHAR[])))
@@ -183,7 +184,7 @@ WHERE
             keep.conversation_id = attachment_refs.conversation_id
             AND keep.ref_id = attachment_refs.ref_id
     )
-RETURNING attachment_id;
+RETURNING ref_id, attachment_id;
 
 -- name: delete_unreferenced_attachments(attachment_id)!
 -- Delete those of the given attachments (a list of ids) that no ref points to any more.

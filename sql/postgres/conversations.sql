@@ -47,7 +47,8 @@ WHERE (
 -- upsert_conversation for a whole batch in one statement (save_many: one round trip per
 -- batch instead of one per conversation). Each parameter is the list of one column's
 -- values. An id listed twice keeps its last values, as if upserted one after the other
--- (the anti-join drops rows a later row of the same id replaces).
+-- (the anti-join drops rows a later row of the same id replaces). Rows are written (and
+-- locked) in id order, the order every writer locks conversations in.
 INSERT INTO conversations AS c (
     conversation_id,
     provider_name,
@@ -105,6 +106,8 @@ WHERE
             later.conversation_id = u.conversation_id
             AND later.position > u.position
     )
+-- (noqa RF02: the linter reads the collation name "C" as a column.)
+ORDER BY u.conversation_id COLLATE "C"  -- noqa: RF02
 ON CONFLICT (conversation_id) DO UPDATE SET
     title = excluded.title,
     created_at = excluded.created_at,
@@ -161,6 +164,16 @@ ORDER BY
     updated_at COLLATE "C" DESC NULLS LAST,
     conversation_id COLLATE "C" ASC
 LIMIT cast(:max_rows AS BIGINT) OFFSET cast(:skip_rows AS BIGINT);
+
+-- name: lock_conversation(conversation_id)$
+-- Lock a conversation's row against every other writer (PostgreSQL only), before it is
+-- deleted: until the end of the transaction nobody adds a ref or message to it (their
+-- foreign-key checks wait), and the statements after this one see every ref committed
+-- before, so the delete's prune counts them all and the cascade finds none left.
+SELECT c.conversation_id
+FROM conversations AS c
+WHERE c.conversation_id = :conversation_id
+FOR UPDATE;
 
 -- name: delete_conversation(conversation_id)!
 -- Delete one conversation row. The binding deletes its refs and messages first, in the

@@ -1,11 +1,20 @@
 -- Messages: bulk upsert that skips unchanged rows, ordered read, delete per conversation.
 
--- name: upsert_messages(message_id, conversation_id, provider_message_id, role, text, timestamp, content_hash, provider_meta, version)!
+-- name: upsert_messages(message_id, conversation_id, provider_message_id, role, text, timestamp, content_hash, provider_meta, version)
 -- Insert messages, or update those whose stored fields differ: one statement per batch.
--- Each parameter is the list of that column's values (bound as an array and unnested).
--- A message id listed twice keeps its last values (ON CONFLICT cannot touch a row twice
--- in one statement): the anti-join drops every row that a later row of the same id
--- replaces, without sorting the batch. The row count is the number of messages inserted or changed.
+-- Each parameter is the list of that column's values (bound as an array and unnested);
+-- each message id occurs once (the binding keeps the last of repeated ids, and ON
+-- CONFLICT cannot touch a row twice in one statement).
+-- A message id belongs to one conversation for good. A message stored under another
+-- conversation is touched but keeps its values (the CASEs), so that RETURNING lists it
+-- with its owner and the binding refuses the whole write: under READ COMMITTED the DO
+-- UPDATE sees the row as a concurrent writer committed it while this statement waited
+-- for it, which a check in a statement of its own would cost a round trip to learn.
+-- It returns every message it inserted or touched, with the conversation that message
+-- is stored under (the binding counts the changed ones and refuses foreign ones).
+-- Rows are written, and so locked, in message id order: concurrent writers queue
+-- instead of deadlocking. (noqa RF02: the linter reads the collation name "C" as a
+-- column.)
 INSERT INTO messages AS m (
     message_id,
     conversation_id,
@@ -38,7 +47,7 @@ FROM
         cast(:content_hash AS TEXT[]),
         cast(:provider_meta AS JSONB[]),
         cast(:version AS BIGINT[])
-    ) WITH ORDINALITY
+    )
         AS u (
             message_id,
             conversation_id,
@@ -48,34 +57,45 @@ FROM
             timestamp,
             content_hash,
             provider_meta,
-            version,
-            position
+            version
         )
-WHERE
-    NOT EXISTS (
-        SELECT 1
-        FROM
-            unnest(cast(:message_id AS TEXT[])) WITH ORDINALITY
-                AS later (
-                    message_id, position
-                )
-        WHERE later.message_id = u.message_id AND later.position > u.position
+ORDER BY u.message_id COLLATE "C"  -- noqa: RF02
+ON CONFLICT (message_id) DO UPDATE
+    SET
+        role = CASE
+            WHEN m.conversation_id = excluded.conversation_id THEN excluded.role ELSE m.role
+        END,
+        text = CASE
+            WHEN m.conversation_id = excluded.conversation_id THEN excluded.text ELSE m.text
+        END,
+        timestamp = CASE
+            WHEN m.conversation_id = excluded.conversation_id
+                THEN excluded.timestamp
+            ELSE m.timestamp
+        END,
+        content_hash = CASE
+            WHEN m.conversation_id = excluded.conversation_id
+                THEN excluded.content_hash
+            ELSE m.content_hash
+        END,
+        provider_meta = CASE
+            WHEN m.conversation_id = excluded.conversation_id
+                THEN excluded.provider_meta
+            ELSE m.provider_meta
+        END
+    WHERE (
+        m.conversation_id <> excluded.conversation_id
+        OR (
+            m.role, m.text, m.timestamp, m.content_hash, m.provider_meta
+        ) IS DISTINCT FROM (
+            excluded.role,
+            excluded.text,
+            excluded.timestamp,
+            excluded.content_hash,
+            excluded.provider_meta
+        )
     )
-ON CONFLICT (message_id) DO UPDATE SET
-    role = excluded.role,
-    text = excluded.text,
-    timestamp = excluded.timestamp,
-    content_hash = excluded.content_hash,
-    provider_meta = excluded.provider_meta
-WHERE (
-    m.role, m.text, m.timestamp, m.content_hash, m.provider_meta
-) IS DISTINCT FROM (
-    excluded.role,
-    excluded.text,
-    excluded.timestamp,
-    excluded.content_hash,
-    excluded.provider_meta
-);
+RETURNING m.message_id, m.conversation_id;
 
 -- name: get_messages(conversation_id)
 -- The messages of one conversation by timestamp (NULL first), then message_id, in byte

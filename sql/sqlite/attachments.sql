@@ -59,12 +59,12 @@ ORDER BY a.attachment_id ASC, r.message_id ASC;
 
 -- name: prune_attachment_refs(conversation_id, keep_ref_ids)
 -- Delete the refs of a conversation that are not in keep_ref_ids (a JSON array) and
--- return the attachment id of each deleted ref, for refresh_ref_counts.
+-- return each deleted ref (ref_id, attachment_id), for refresh_ref_counts.
 DELETE FROM attachment_refs
 WHERE
     attachment_refs.conversation_id = :conversation_id
     AND attachment_refs.ref_id NOT IN (SELECT j.value FROM json_each(:keep_ref_ids) AS j)
-RETURNING attachment_refs.attachment_id;
+RETURNING attachment_refs.ref_id, attachment_refs.attachment_id;
 
 -- name: delete_unreferenced_attachments(attachment_id)*!
 -- Delete those of the given attachments (one id per row) that no ref points to any more.

@@ -39,10 +39,12 @@ def create_backend(
     db_path: str | os.PathLike[str] | None = None,
     url: str | None = None,
     migrate: bool = True,
+    backup: bool = True,
 ) -> SQLBackend:
     """Open the backend a config, URL or path describes (see the module docstring).
 
-    ``migrate=False`` opens without applying pending migrations (``polylogue status``).
+    ``migrate=False`` opens without applying pending migrations (``polylogue status``);
+    ``backup=False`` migrates a SQLite file without copying it aside first.
     """
     if isinstance(config, str):
         if url is not None:
@@ -64,10 +66,10 @@ def create_backend(
             config = parse_url(os.environ[ENV_DATABASE_URL])
         else:
             config = BackendConfig(backend_type="sqlite", db_path=default_db_path())
-    return open_backend(config, migrate=migrate)
+    return open_backend(config, migrate=migrate, backup=backup)
 
 
-def open_backend(config: BackendConfig, *, migrate: bool = True) -> SQLBackend:
+def open_backend(config: BackendConfig, *, migrate: bool = True, backup: bool = True) -> SQLBackend:
     """The backend for a :class:`BackendConfig`."""
     if config.backend_type == "sqlite":
         return SQLiteBackend(
@@ -75,6 +77,7 @@ def open_backend(config: BackendConfig, *, migrate: bool = True) -> SQLBackend:
             synchronous=config.synchronous,
             busy_timeout=config.busy_timeout,
             migrate=migrate,
+            backup=backup,
         )
     cls = _optional_backend_class(config.backend_type)
     backend: SQLBackend = cls.from_config(config, migrate=migrate)

@@ -34,7 +34,8 @@ from polylogue.errors import (
     TransactionError,
     TransientError,
 )
-from polylogue.storage import rows
+from polylogue.storage import batches, rows
+from polylogue.storage.faults import cleaning_up, note_cleanup_failure, one_line, run_cleanups
 from polylogue.storage.migrate import MigrationRunner, MigrationTarget
 from polylogue.storage.records import (
     AttachmentRecord,
@@ -77,7 +78,7 @@ QUERIES: dict[str, QuerySpec] = {
     ),
     "delete_conversation": QuerySpec("conversations.sql", ("conversation_id",), "!"),
     # messages.sql
-    "upsert_messages": QuerySpec("messages.sql", _MESSAGE_COLUMNS, "*!", bulk=True),
+    "upsert_messages": QuerySpec("messages.sql", _MESSAGE_COLUMNS, "*!", bulk=True, returning=True),
     "get_messages": QuerySpec("messages.sql", ("conversation_id",)),
     "delete_conversation_messages": QuerySpec("messages.sql", ("conversation_id",), "!"),
     # attachments.sql
@@ -234,8 +235,9 @@ class SQLBackend:
             try:
                 with self._errors("begin"):
                     self._begin_outer(conn)
-            except BaseException:
-                self._release(conn)
+            except BaseException as exc:
+                with cleaning_up(exc, "giving the connection back"):
+                    self._release(conn)
                 raise
             state.conn = conn
             state.failed_level, state.failure = None, ""
@@ -245,32 +247,45 @@ class SQLBackend:
         state.depth += 1
 
     def commit(self) -> None:
-        """Commit the innermost level: the transaction, or release its savepoint."""
+        """Commit the innermost level: the transaction, or release its savepoint.
+
+        The level ends either way: when committing fails, its work is not committed (the
+        transaction is rolled back, or the enclosing level is marked failed) and the
+        error that made it fail is raised, never an error of the cleanup after it.
+        """
         state = self._state
         if state.depth == 0:
             raise TransactionError("commit() called with no transaction open in this thread")
         if state.failed_level is not None and state.failed_level >= state.depth:
-            why = state.failure
-            self.rollback()
             hint = (
                 " (run calls that may fail in a nested transaction() to carry on after them)"
                 if self.supports_savepoints
                 else ""
             )
-            raise TransactionError(
-                f"commit() refused on {self.describe()}: {why}; this level was rolled back{hint}"
+            refused = TransactionError(
+                f"commit() refused on {self.describe()}: {state.failure}; this level was"
+                f" rolled back{hint}"
             )
+            try:
+                self.rollback()
+            except Exception as failure:
+                note_cleanup_failure(refused, "the rollback", failure)
+            raise refused
         if state.depth > 1:
-            with self._errors("commit (release savepoint)"):
-                self._commit_nested(state.conn, state.depth - 1)
+            try:
+                with self._errors("commit (release savepoint)"):
+                    self._commit_nested(state.conn, state.depth - 1)
+            except BaseException as exc:
+                self._end_nested_level_failed("commit (release savepoint)", exc)
+                raise
             state.depth -= 1
             return
         conn = state.conn
         try:
             with self._errors("commit"):
                 self._commit_outer(conn)
-        except BaseException:
-            self._abandon(conn)
+        except BaseException as exc:
+            self._abandon(conn, cause=exc)
             raise
         self._finish(conn)
 
@@ -280,8 +295,12 @@ class SQLBackend:
         if state.depth == 0:
             raise TransactionError("rollback() called with no transaction open in this thread")
         if state.depth > 1:
-            with self._errors("rollback (to savepoint)"):
-                self._rollback_nested(state.conn, state.depth - 1)
+            try:
+                with self._errors("rollback (to savepoint)"):
+                    self._rollback_nested(state.conn, state.depth - 1)
+            except BaseException as exc:
+                self._end_nested_level_failed("rollback (to savepoint)", exc)
+                raise
             if state.failed_level is not None and state.failed_level >= state.depth:
                 state.failed_level, state.failure = None, ""
             state.depth -= 1
@@ -294,18 +313,39 @@ class SQLBackend:
         self.begin()
         try:
             yield self
-        except BaseException:
-            self.rollback()
+        except BaseException as exc:
+            with cleaning_up(exc, "the rollback"):
+                self.rollback()
             raise
         self.commit()
 
-    def _abandon(self, conn: Any) -> None:
-        """Roll the outer transaction back and end it, even on a broken connection."""
-        try:
+    def _end_nested_level_failed(self, operation: str, exc: BaseException) -> None:
+        """A savepoint could not be released or rolled back: end its level anyway.
+
+        What it did is in an unknown state, so the enclosing level is marked failed (its
+        commit() rolls back); leaving the level open would pin the transaction forever.
+        """
+        state = self._state
+        state.depth -= 1
+        state.mark_failed(state.depth, f"{operation} failed inside it ({one_line(str(exc))})")
+
+    def _abandon(self, conn: Any, cause: BaseException | None = None) -> None:
+        """Roll the outer transaction back and end it, even on a broken connection.
+
+        After a failure (``cause``) the driver may have ended the transaction already
+        (SQLite and DuckDB roll back a COMMIT that failed on a full disk): an error of
+        this rollback is then a note on the cause, never raised in its place.
+        """
+
+        def roll_back() -> None:
             with self._errors("rollback"):
                 self._rollback_outer(conn)
-        finally:
-            self._finish(conn)
+
+        run_cleanups(
+            cause,
+            ("the rollback", roll_back),
+            ("giving the connection back", lambda: self._finish(conn)),
+        )
 
     def _finish(self, conn: Any) -> None:
         state = self._state
@@ -340,7 +380,15 @@ class SQLBackend:
             kind = OperationalError
         else:
             kind = DatabaseError
-        return kind(f"{operation} failed on {self.describe()}: {exc}")
+        hint = self._hint(exc)
+        return kind(
+            f"{operation} failed on {self.describe()}: {one_line(str(exc))}"
+            + (f"; {hint}" if hint else "")
+        )
+
+    def _hint(self, exc: Exception) -> str:
+        """What to do about a driver error the dialect recognises (disk full, ...), or ""."""
+        return ""
 
     @contextmanager
     def _reading(self, operation: str) -> Iterator[Any]:
@@ -354,8 +402,11 @@ class SQLBackend:
         try:
             with self._errors(operation):
                 yield conn
-        finally:
-            self._release(conn)
+        except BaseException as exc:
+            with cleaning_up(exc, "giving the connection back"):
+                self._release(conn)
+            raise
+        self._release(conn)
 
     @contextmanager
     def _writing(self, operation: str) -> Iterator[Any]:
@@ -377,8 +428,9 @@ class SQLBackend:
         try:
             with self._errors(operation):
                 yield self._state.conn
-        except BaseException:
-            self.rollback()
+        except BaseException as exc:
+            with cleaning_up(exc, "the rollback"):
+                self.rollback()
             raise
         self.commit()
 
@@ -422,6 +474,9 @@ class SQLBackend:
         one statement; elsewhere (SQLite) it is one ``upsert_conversation`` per record.
         """
         checked = [_as(ConversationRecord, r) for r in records]
+        if len(checked) > 1:
+            # An id listed twice keeps its last values and counts once (batches.py).
+            checked = list({r.conversation_id: r for r in checked}.values())
         if len(checked) == 1 or (checked and not self._has_query("upsert_conversations")):
             with self._writing("save_conversations"):
                 return sum(self.save_conversation(record) for record in checked)
@@ -437,11 +492,45 @@ class SQLBackend:
         return [rows.message_from_row(row) for row in found]
 
     def save_messages(self, records: Sequence[MessageRecord]) -> int:
-        params = [rows.message_params(_as(MessageRecord, r)) for r in records]
+        """Upsert many messages; returns how many distinct ids were inserted or changed.
+
+        An id listed twice keeps its last values; a message stored under (or listed under)
+        another conversation fails the whole call with MessageOwnershipError (batches.py).
+        """
+        params = batches.unique_messages(
+            [rows.message_params(_as(MessageRecord, r)) for r in records], self._failed_saving
+        )
         if not params:
             return 0
         with self._writing("save_messages") as conn:
-            return self._write_rows(conn, "upsert_messages", params)
+            changed, foreign = self._write_messages(conn, params)
+            if foreign:
+                raise batches.ownership_error(foreign, self._failed_saving())
+        return changed
+
+    def _failed_saving(self) -> str:
+        """The start of a MessageOwnershipError's message: what failed, where."""
+        return f"save_messages failed on {self.describe()}"
+
+    def _write_messages(
+        self, conn: Any, params: list[rows.Params]
+    ) -> tuple[int, list[rows.Params]]:
+        """Upsert unique message rows; returns (rows inserted or changed, the batch's
+        messages stored under another conversation: ``message_id, owner, claimant``).
+
+        No statement changes a message of another conversation. A columnar
+        ``upsert_messages`` (PostgreSQL, DuckDB) returns every message it inserted or
+        touched with the conversation it is stored under, so such messages are found in
+        the same statement: under READ COMMITTED only a statement that waited for a
+        concurrent writer's row sees what that writer committed, and a check query of
+        its own would cost a round trip (measured: 9-30% of a one-bundle transaction).
+        A per-row one (SQLite) refuses them itself (sql/<dialect>/messages.sql).
+        """
+        query = self.queries.upsert_messages
+        if query.operation is not SQLOperationType.SELECT:
+            return self._write_rows(conn, "upsert_messages", params), []
+        touched = list(query(conn, **batches.columns(params, *params[0])))
+        return batches.split_touched(touched, params)
 
     def get_attachments(self, conversation_id: ConversationId | str) -> list[AttachmentRecord]:
         with self._reading("get_attachments") as conn:
@@ -457,75 +546,132 @@ class SQLBackend:
         if not checked:
             return 0, 0
         with self._writing("save_attachments") as conn:
-            changed_rows = self._write_rows(
-                conn, "upsert_attachments", [rows.attachment_params(r) for r in checked]
-            )
-            new_refs = self._write_rows(
-                conn, "insert_attachment_refs", [rows.ref_params(r) for r in checked]
-            )
-            if new_refs:
-                ids = [{"attachment_id": a} for a in sorted({r.attachment_id for r in checked})]
-                self._write_rows(conn, "refresh_ref_counts", ids)
+            new_refs, _removed, changed_rows = self._replace_refs(conn, checked, {})
         return new_refs, changed_rows
+
+    def replace_attachments(
+        self, records: Sequence[AttachmentRecord], keep_ref_ids: Mapping[str, Sequence[str]]
+    ) -> tuple[int, int]:
+        """:meth:`save_attachments` of ``records``, then :meth:`prune_attachments_many` of
+        ``keep_ref_ids``, as one call (a bundle's attachments); returns (refs new, refs
+        deleted), as the two calls would.
+
+        One call, so that the attachment rows both steps touch are locked in one ordered
+        pass (see :meth:`_replace_refs`): as two calls, a writer saving [s2] and pruning
+        s1 while another saves [s1] and prunes s2 would deadlock.
+        """
+        checked = [_as(AttachmentRecord, r) for r in records]
+        keep = _keep_lists(keep_ref_ids)
+        if not checked and not keep:
+            return 0, 0
+        with self._writing("save_attachments") as conn:
+            new_refs, removed, _changed = self._replace_refs(conn, checked, keep)
+        return new_refs, removed
 
     def prune_attachments(
         self, conversation_id: ConversationId | str, keep_ref_ids: Sequence[str]
     ) -> int:
         if isinstance(keep_ref_ids, str):
             raise TypeError("keep_ref_ids must be a sequence of ref ids, not one string")
-        keep = rows.dump_json(list(keep_ref_ids))
-        with self._writing("prune_attachments") as conn:
-            removed = [
-                row["attachment_id"]
-                for row in self.queries.prune_attachment_refs(
-                    conn, conversation_id=conversation_id, keep_ref_ids=keep
-                )
-            ]
-            self._forget_refs(conn, removed)
-        return len(removed)
+        return self.prune_attachments_many({conversation_id: keep_ref_ids})
 
     def prune_attachments_many(self, keep_ref_ids: Mapping[str, Sequence[str]]) -> int:
         """:meth:`prune_attachments` for several conversations: ``{conversation_id:
         ref ids to keep}``; returns the refs deleted.
 
         One statement (``prune_attachment_refs_many``, bound to column lists) where the
-        dialect defines it; elsewhere one prune per conversation.
+        dialect defines it; elsewhere one per conversation.
         """
         keep = _keep_lists(keep_ref_ids)
         if not keep:
             return 0
-        if len(keep) == 1 or not self._has_query("prune_attachment_refs_many"):
-            with self._writing("prune_attachments"):
-                return sum(self.prune_attachments(cid, ref_ids) for cid, ref_ids in keep.items())
-        pairs = [(cid, ref_id) for cid, ref_ids in keep.items() for ref_id in ref_ids]
         with self._writing("prune_attachments") as conn:
-            removed = [
-                row["attachment_id"]
-                for row in self.queries.prune_attachment_refs_many(
-                    conn,
-                    conversation_id=list(keep),
-                    keep_conversation_id=[cid for cid, _ in pairs],
-                    keep_ref_id=[ref_id for _, ref_id in pairs],
-                )
-            ]
-            self._forget_refs(conn, removed)
-        return len(removed)
+            return self._replace_refs(conn, [], keep)[1]
 
     def _has_query(self, name: str) -> bool:
         """Whether this dialect defines the optional set-based query ``name``."""
         return name in self.dialect_queries
 
-    def _forget_refs(self, conn: Any, removed_attachment_ids: Sequence[str]) -> None:
-        """After refs were deleted: recount their attachments, drop those left with none."""
-        if removed_attachment_ids:
-            ids = [{"attachment_id": a} for a in sorted(set(removed_attachment_ids))]
-            self._write_rows(conn, "refresh_ref_counts", ids)
-            self._write_rows(conn, "delete_unreferenced_attachments", ids)
+    def _replace_refs(
+        self, conn: Any, records: list[AttachmentRecord], keep: dict[str, list[str]]
+    ) -> tuple[int, int, int]:
+        """Save ``records`` and prune each conversation of ``keep`` to the ref ids it
+        lists; returns (refs new, refs deleted, attachment rows changed).
+
+        Safe under concurrent writers that lock rows (PostgreSQL, READ COMMITTED; see
+        ``sql/postgres/attachments.sql``): the refs to prune are deleted first (deleting
+        a ref needs no lock on its attachment; recounting does); then every attachment
+        touched, saved or losing a ref, is locked in one id-ordered pass; only then are
+        refs counted, by a statement of their own, and attachments left without refs
+        deleted. A writer adding a ref to an attachment holds its lock from the upsert on,
+        so no count can miss a committed ref, nor delete an attachment someone refers to.
+        """
+        removed = self._delete_refs(conn, keep)
+        kept = {(cid, ref_id) for cid, ref_ids in keep.items() for ref_id in ref_ids}
+        # A record its conversation's list leaves out (an earlier bundle of it in the same
+        # batch) is saved and pruned at once: its attachment row is written, its ref never.
+        dropped = {
+            r.ref_id: r.attachment_id
+            for r in records
+            if r.conversation_id in keep and (r.conversation_id, r.ref_id) not in kept
+        }
+        losing = {a for _ref_id, a in removed} | set(dropped.values())
+        saved = {r.attachment_id for r in records}
+        changed_rows = new_refs = 0
+        if records:
+            params = [rows.attachment_params(r) for r in records]
+            if self._has_query("lock_attachments"):
+                # All-NULL rows change nothing (NULL never overwrites) but are locked
+                # with the rest, in the same ordered pass.
+                params += [_lock_only(a) for a in sorted(losing - saved)]
+            changed_rows = self._write_rows(conn, "upsert_attachments", params)
+            refs = [rows.ref_params(r) for r in records if r.ref_id not in dropped]
+            if refs:
+                new_refs = self._write_rows(conn, "insert_attachment_refs", refs)
+        elif losing and self._has_query("lock_attachments"):
+            list(self.queries.lock_attachments(conn, attachment_id=sorted(losing)))
+        recount = (losing | saved) if new_refs else losing
+        if recount:
+            self._write_rows(conn, "refresh_ref_counts", _id_rows(recount))
+        if losing:
+            self._write_rows(conn, "delete_unreferenced_attachments", _id_rows(losing))
+        # Dropped refs that were not stored: the save would have added them, the prune
+        # deleted them again.
+        unstored = len(set(dropped) - {ref_id for ref_id, _a in removed})
+        return new_refs + unstored, len(removed) + unstored, changed_rows
+
+    def _delete_refs(self, conn: Any, keep: dict[str, list[str]]) -> list[tuple[str, str]]:
+        """Delete the refs of ``keep``'s conversations that it does not list; returns
+        the deleted refs as (ref_id, attachment_id)."""
+        if len(keep) > 1 and self._has_query("prune_attachment_refs_many"):
+            pairs = [(cid, ref_id) for cid, ref_ids in keep.items() for ref_id in ref_ids]
+            found = list(
+                self.queries.prune_attachment_refs_many(
+                    conn,
+                    conversation_id=list(keep),
+                    keep_conversation_id=[cid for cid, _ in pairs],
+                    keep_ref_id=[ref_id for _, ref_id in pairs],
+                )
+            )
+        else:
+            found = [
+                row
+                for cid, ref_ids in keep.items()
+                for row in self.queries.prune_attachment_refs(
+                    conn, conversation_id=cid, keep_ref_ids=rows.dump_json(ref_ids)
+                )
+            ]
+        return [(row["ref_id"], row["attachment_id"]) for row in found]
 
     def delete_conversation(self, conversation_id: ConversationId | str) -> bool:
         with self._writing("delete_conversation") as conn:
-            self.prune_attachments(conversation_id, [])
+            if self._has_query("lock_conversation"):
+                # Nobody adds a ref to it from here on, so the prune below sees them all
+                # and the cascade of the final delete finds none to remove uncounted.
+                self.queries.lock_conversation(conn, conversation_id=conversation_id)
+            # Rows in the order bundles lock them: conversation, messages, attachments.
             self.queries.delete_conversation_messages(conn, conversation_id=conversation_id)
+            self._replace_refs(conn, [], {str(conversation_id): []})
             deleted = self.queries.delete_conversation(conn, conversation_id=conversation_id)
         return bool(deleted)
 
@@ -556,13 +702,14 @@ class SQLBackend:
         """Apply pending migrations while opening; a failure closes what was opened."""
         try:
             self.migration_runner().migrate()
-        except BaseException:
-            self.close()
+        except BaseException as exc:
+            with cleaning_up(exc, "closing the backend"):
+                self.close()
             raise
 
     def migration_runner(self) -> MigrationRunner:
         """The runner for this database: ``status()``, ``migrate(dry_run=...)``."""
-        return MigrationRunner(self.migration_target())
+        return MigrationRunner(self.migration_target(), where=self.describe())
 
     def schema_version(self) -> int:
         """The schema version the database is at (0 for an empty one)."""
@@ -578,6 +725,21 @@ class SQLBackend:
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}({self.describe()})"
+
+
+def _id_rows(attachment_ids: set[str]) -> list[rows.Params]:
+    return [{"attachment_id": a} for a in sorted(attachment_ids)]
+
+
+def _lock_only(attachment_id: str) -> rows.Params:
+    """An upsert_attachments row that changes nothing: it only locks the attachment."""
+    return {
+        "attachment_id": attachment_id,
+        "mime_type": None,
+        "size_bytes": None,
+        "path": None,
+        "provider_meta": None,
+    }
 
 
 def _keep_lists(keep_ref_ids: Mapping[str, Sequence[str]]) -> dict[str, list[str]]:

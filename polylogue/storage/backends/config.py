@@ -6,18 +6,30 @@ URLs: ``sqlite:///abs/path.db`` (everything after ``sqlite://`` is the path, so
 Options go in the query string: ``?synchronous=full&busy_timeout=5`` for SQLite,
 ``?pool_min_size=1&pool_max_size=10&schema=archive`` for PostgreSQL (other parameters
 pass through to libpq), ``?read_only=true&memory_limit=1GB`` for DuckDB.
+
+PostgreSQL URLs are read strictly and rewritten in one canonical spelling
+(:mod:`~polylogue.storage.backends.postgres_url`). A password never appears in what
+this module shows: :func:`redact_url`, the ``repr`` of :class:`BackendConfig` and its
+validation errors (which leave input values out).
 """
 
 from __future__ import annotations
 
 import os
+import re
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Literal
-from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
+from typing import Any, Literal
+from urllib.parse import parse_qsl, urlsplit, urlunsplit
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from polylogue.errors import ConfigurationError
+from polylogue.storage.backends.postgres_url import (
+    is_postgres_url,
+    parse_postgres_url,
+    redact_postgres_url,
+)
 
 BackendType = Literal["sqlite", "postgresql", "duckdb"]
 ENV_DATABASE_URL = "POLYLOGUE_DATABASE_URL"
@@ -33,7 +45,8 @@ def default_db_path() -> Path:
 class BackendConfig(BaseModel):
     """Everything needed to open a backend; ``backend_type`` picks the dialect."""
 
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    # Validation errors quote no input: a URL holds a password.
+    model_config = ConfigDict(extra="forbid", frozen=True, hide_input_in_errors=True)
 
     backend_type: BackendType = "sqlite"
     db_path: Path | None = None
@@ -47,6 +60,16 @@ class BackendConfig(BaseModel):
     schema_name: str = Field(default="public", pattern=r"^[A-Za-z_][A-Za-z0-9_]*$")
     read_only: bool = False
     memory_limit: str | None = None
+
+    @field_validator("url")
+    @classmethod
+    def _canonical_url(cls, url: str | None) -> str | None:
+        """A PostgreSQL URL in its canonical spelling; an ambiguous one is refused."""
+        return parse_postgres_url(url).dsn() if url and is_postgres_url(url) else url
+
+    def __repr_args__(self) -> Iterator[tuple[str | None, Any]]:
+        for name, value in super().__repr_args__():
+            yield name, (redact_url(value) if name == "url" and value else value)
 
 
 _SCHEMES: dict[str, BackendType] = {
@@ -87,35 +110,53 @@ def parse_url(url: str) -> BackendConfig:
         unknown = sorted(set(options) - allowed)
         if unknown:
             raise ConfigurationError(
-                f"unknown option(s) {', '.join(unknown)} in {url!r}; {backend_type} URLs"
-                f" take {', '.join(sorted(allowed))}"
+                f"unknown option(s) {', '.join(unknown)} in {redact_url(url)!r};"
+                f" {backend_type} URLs take {', '.join(sorted(allowed))}"
             )
         if not path:
-            raise ConfigurationError(f"{url!r} names no database file (or :memory:)")
+            raise ConfigurationError(f"{redact_url(url)!r} names no database file (or :memory:)")
         return BackendConfig.model_validate(
             {"backend_type": backend_type, "db_path": path, **options}
         )
     except ValidationError as exc:
-        raise ConfigurationError(f"bad option in {redact_url(url)!r}: {exc}") from None
+        problem = validation_summary(exc)
+    raise ConfigurationError(f"bad option in {redact_url(url)!r}: {problem}")
 
 
 def _parse_postgres(url: str) -> BackendConfig:
-    parts = urlsplit(url)
-    query = parse_qsl(parts.query, keep_blank_values=True)
-    options = {_POSTGRES_OPTIONS[k]: v for k, v in query if k in _POSTGRES_OPTIONS}
-    passthrough = [(k, v) for k, v in query if k not in _POSTGRES_OPTIONS]
-    dsn = urlunsplit(parts._replace(query=urlencode(passthrough)))
+    parsed = parse_postgres_url(url)
+    options = {_POSTGRES_OPTIONS[k]: v for k, v in parsed.options if k in _POSTGRES_OPTIONS}
+    dsn = parsed.dsn(without=frozenset(_POSTGRES_OPTIONS))
     return BackendConfig.model_validate({"backend_type": "postgresql", "url": dsn, **options})
 
 
+def validation_summary(exc: ValidationError) -> str:
+    """A pydantic error on one line: ``field: problem; ...`` (inputs are never quoted)."""
+    return "; ".join(
+        f"{'.'.join(str(part) for part in error['loc']) or 'value'}: {error['msg']}"
+        for error in exc.errors(include_input=False, include_url=False)
+    )
+
+
+PASSWORD_SETTING = re.compile(r"""(\bpassword\s*=\s*)('(?:[^'\\]|\\.)*'|[^\s&]+)""")
+"""``password=...`` in a key=value connection string or a URL query."""
+
+
 def redact_url(url: str) -> str:
-    """``url`` with any password replaced by ``***`` (for messages and logs)."""
-    try:
-        parts = urlsplit(url)
-    except ValueError:
-        return "<unparsable URL>"
-    if parts.password is None:
-        return url
-    netloc = parts.netloc.rsplit("@", 1)
-    user = (parts.username or "") + ":***"
-    return urlunsplit(parts._replace(netloc=f"{user}@{netloc[-1]}"))
+    """``url`` (or a key=value connection string) with every password replaced by ``***``.
+
+    A PostgreSQL URL that cannot be read one way only shows its scheme alone.
+    """
+    if is_postgres_url(url):
+        return redact_postgres_url(url)
+    shown = url
+    if "://" in url:
+        try:
+            parts = urlsplit(url)
+            if parts.password is not None:
+                host = parts.netloc.rpartition("@")[2]
+                user = (parts.username or "") + ":***"
+                shown = urlunsplit(parts._replace(netloc=f"{user}@{host}"))
+        except ValueError:
+            return f"{url.partition('://')[0]}://(not shown: it cannot be read)"
+    return PASSWORD_SETTING.sub(r"\1***", shown)

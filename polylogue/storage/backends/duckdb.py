@@ -29,7 +29,7 @@ from __future__ import annotations
 
 import os
 import threading
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, ClassVar
@@ -38,17 +38,18 @@ import duckdb
 
 from polylogue.errors import DatabaseError, IntegrityError, MigrationError, OperationalError
 from polylogue.storage import rows
-from polylogue.storage.backends.base import QUERIES, SQLBackend, _as
+from polylogue.storage.backends.base import QUERIES, SQLBackend
 from polylogue.storage.backends.config import BackendConfig, default_db_path
 from polylogue.storage.backends.duckdb_adapter import DuckDBConnectionAdapter
 from polylogue.storage.backends.duckdb_handles import (
     MEMORY,
     SharedDatabase,
+    io_hint,
     open_database,
     release_database,
 )
 from polylogue.storage.backends.duckdb_migrate import DuckDBMigrationTarget
-from polylogue.storage.records import MessageRecord
+from polylogue.storage.faults import cleaning_up, describe_os_error, run_cleanups
 from polylogue.storage.sqlfiles import QuerySpec
 
 DEFAULT_BUSY_TIMEOUT = 30.0
@@ -60,12 +61,15 @@ SPLIT_UPSERT_ROWS = 1_000
 """Batches of at least this many messages skip ON CONFLICT (see sql/duckdb/messages.sql)."""
 _MESSAGE_UPDATE_COLUMNS = (
     "message_id",
+    "conversation_id",
     "role",
     "text",
     "timestamp",
     "content_hash",
     "provider_meta",
 )
+NO_ACTIVE_TRANSACTION = "no transaction is active"
+"""DuckDB's words for a ROLLBACK with nothing to roll back."""
 FOREIGN_KEY_VIOLATION = "foreign key violation"
 """How the query files word a missing parent row (there are no FOREIGN KEY constraints)."""
 
@@ -137,8 +141,9 @@ class DuckDBBackend(SQLBackend):
         try:
             if migrate:
                 self._migrate_or_check()
-        except BaseException:
-            self.close()
+        except BaseException as exc:
+            with cleaning_up(exc, "closing the database"):
+                self.close()
             raise
 
     @classmethod
@@ -197,6 +202,14 @@ class DuckDBBackend(SQLBackend):
                 f"{operation} failed on {self.describe()}: another thread's transaction held"
                 f" the write lock for {self.busy_timeout:g}s (busy_timeout)"
             )
+        try:
+            self._db.prepare_wal()
+        except OSError as exc:
+            self._db.write_lock.release()
+            raise OperationalError(
+                f"{operation} failed on {self.describe()}: cannot create its .wal file:"
+                f" {describe_os_error(exc)}; check that this user may write in its folder"
+            ) from exc
         self._local.writing = True
 
     def _drop_write_lock(self) -> None:
@@ -211,16 +224,29 @@ class DuckDBBackend(SQLBackend):
         self._closed = True
         with self._cursors_lock:
             cursors, self._cursors = self._cursors, []
-        for cursor in cursors:
-            cursor.close()
         self._local = threading.local()
-        release_database(self._db)
+        # Every cursor is closed and the file released even if one fails; the first
+        # failure is raised.
+        run_cleanups(
+            None,
+            *(("closing a cursor", cursor.close) for cursor in cursors),
+            ("closing the database", lambda: release_database(self._db)),
+        )
 
     # -- transactions: one level, a write lock, failures fail the whole transaction ---
 
     def _begin_outer(self, conn: Any) -> None:
         self._take_write_lock("begin")
         super()._begin_outer(conn)
+
+    def _rollback_outer(self, conn: Any) -> None:
+        try:
+            super()._rollback_outer(conn)
+        except duckdb.TransactionException as exc:
+            # A COMMIT that failed (disk full) has ended the transaction already; DuckDB
+            # cannot be asked whether one is open.
+            if NO_ACTIVE_TRANSACTION not in str(exc):
+                raise
 
     def _begin_nested(self, conn: Any, depth: int) -> None:
         """No savepoints in DuckDB: an inner level only counts."""
@@ -255,31 +281,57 @@ class DuckDBBackend(SQLBackend):
     def _translate(self, operation: str, exc: Exception) -> DatabaseError:
         if isinstance(exc, duckdb.InvalidInputException) and FOREIGN_KEY_VIOLATION in str(exc):
             return IntegrityError(f"{operation} failed on {self.describe()}: {exc}")
+        if isinstance(exc, duckdb.OutOfMemoryException):
+            # A single large value (a 50 MB text) needs several times its size at once.
+            return OperationalError(
+                f"{operation} failed on {self.describe()}: DuckDB ran out of memory"
+                f" (memory_limit {self.memory_limit}); nothing of it was written: open the"
+                " archive with a larger memory_limit (a text needs several times its size"
+                " while it is written: a 50 MB one fails at 256MB and fits in 1GB)"
+            )
         return super()._translate(operation, exc)
+
+    def _hint(self, exc: Exception) -> str:
+        return io_hint(str(exc))
 
     # -- set-based writes -------------------------------------------------------------
 
-    def save_messages(self, records: Sequence[MessageRecord]) -> int:
-        """A small batch is one ``upsert_messages``; a large one is ``classify_messages``
-        (ids only), a plain ``insert_messages`` of the new ones and, when some were stored
-        already, ``update_changed_messages`` (see sql/duckdb/messages.sql for why)."""
-        if len(records) < SPLIT_UPSERT_ROWS:
-            return super().save_messages(records)
-        params = [rows.message_params(_as(MessageRecord, r)) for r in records]
+    def _write_messages(
+        self, conn: Any, params: list[rows.Params]
+    ) -> tuple[int, list[rows.Params]]:
+        """A small batch is one ``upsert_messages`` (see the base class); a large one is
+        ``classify_messages`` (ids only, and their owners: a message of another
+        conversation stops the call before anything is written), a plain
+        ``insert_messages`` of the new ones and, when some were stored already,
+        ``update_changed_messages`` (see sql/duckdb/messages.sql for why)."""
+        if len(params) < SPLIT_UPSERT_ROWS:
+            return super()._write_messages(conn, params)
         columns = {key: [row[key] for row in params] for key in params[0]}
-        with self._writing("save_messages") as conn:
-            found = self.queries.classify_messages(
+        found = list(
+            self.queries.classify_messages(
                 conn, message_id=columns["message_id"], conversation_id=columns["conversation_id"]
             )
-            new = [row["position"] - 1 for row in found if not row["stored"]]
-            stored = [row["position"] - 1 for row in found if row["stored"]]
-            changed = 0
-            if new:
-                changed += self.queries.insert_messages(conn, **_pick(columns, new))
-            if stored:
-                update = {key: columns[key] for key in _MESSAGE_UPDATE_COLUMNS}
-                changed += self.queries.update_changed_messages(conn, **_pick(update, stored))
-        return changed
+        )
+        foreign: list[rows.Params] = [
+            {
+                "message_id": columns["message_id"][row["position"] - 1],
+                "owner": row["owner"],
+                "claimant": columns["conversation_id"][row["position"] - 1],
+            }
+            for row in found
+            if row["stored"] and row["owner"] != columns["conversation_id"][row["position"] - 1]
+        ]
+        if foreign:
+            return 0, foreign
+        new = [row["position"] - 1 for row in found if not row["stored"]]
+        stored = [row["position"] - 1 for row in found if row["stored"]]
+        changed = 0
+        if new:
+            changed += self.queries.insert_messages(conn, **_pick(columns, new))
+        if stored:
+            update = {key: columns[key] for key in _MESSAGE_UPDATE_COLUMNS}
+            changed += self.queries.update_changed_messages(conn, **_pick(update, stored))
+        return int(changed), []
 
     # -- schema -----------------------------------------------------------------------
 

@@ -14,6 +14,7 @@ from contextlib import AbstractContextManager, contextmanager
 from typing import TYPE_CHECKING, Any
 
 from polylogue.errors import MigrationError
+from polylogue.storage.faults import run_cleanups
 
 if TYPE_CHECKING:
     from polylogue.storage.backends.duckdb import DuckDBBackend
@@ -35,12 +36,18 @@ class DuckDBMigrationTarget:
         if backend.in_transaction:
             raise MigrationError("cannot migrate inside an open transaction")
         conn = backend._acquire()
+        cause: BaseException | None = None
         try:
             yield conn
+        except BaseException as exc:
+            cause = exc
+            raise
         finally:
-            if self._open:
-                self.rollback(conn)
-            backend._release(conn)
+            run_cleanups(
+                cause,
+                ("the rollback", lambda: self.rollback(conn)),
+                ("giving the connection back", lambda: backend._release(conn)),
+            )
 
     def begin_locked(self, conn: Any) -> None:
         self.backend._take_write_lock("migrate (begin)")

@@ -31,27 +31,35 @@ from __future__ import annotations
 import select
 from collections.abc import Iterator
 from contextlib import contextmanager
+from operator import itemgetter
 from typing import Any, ClassVar
 
 import psycopg
 from aiosql.types import SQLOperationType
-from psycopg.rows import dict_row
+from psycopg.rows import dict_row, tuple_row
 from psycopg.types.array import ListBinaryDumper
 from psycopg.types.json import set_json_loads
-from psycopg_pool import ConnectionPool
+from psycopg_pool import ConnectionPool, PoolTimeout
 from pydantic import ValidationError
 
 from polylogue.errors import ConfigurationError, DatabaseError
 from polylogue.storage import rows
 from polylogue.storage.backends.base import QUERIES, SQLBackend
-from polylogue.storage.backends.config import BackendConfig
-from polylogue.storage.backends.postgres_dsn import connection_string, passwords_of, redact_dsn
+from polylogue.storage.backends.config import BackendConfig, validation_summary
+from polylogue.storage.backends.postgres_dsn import (
+    canonical_dsn,
+    connection_string,
+    passwords_of,
+    redact_dsn,
+)
 from polylogue.storage.backends.postgres_migrate import PostgresMigrationTarget
 from polylogue.storage.backends.postgres_values import (
     FaithfulQueries,
     loads_json,
     store_parameters,
+    unescape,
 )
+from polylogue.storage.faults import cleaning_up
 from polylogue.storage.sqlfiles import QuerySpec
 
 DEFAULT_CONNECT_TIMEOUT = 10
@@ -60,6 +68,16 @@ DEFAULT_POOL_TIMEOUT = 30.0
 """Seconds a call waits for a free pooled connection before failing."""
 PIPELINE_CHUNK = 1000
 """Rows per statement when a large columnar batch goes through psycopg's pipeline mode."""
+_LOCKED_BY = {
+    "upsert_conversations": "conversation_id",
+    "upsert_messages": "message_id",
+    "upsert_attachments": "attachment_id",
+    "insert_attachment_refs": "ref_id",
+    "refresh_ref_counts": "attachment_id",
+    "delete_unreferenced_attachments": "attachment_id",
+}
+"""The id whose row (or key) each bulk write locks: concurrent writers lock in its order."""
+_FOREIGN = ("message_id", "owner", "claimant")
 
 
 class PostgresBackend(SQLBackend):
@@ -78,7 +96,10 @@ class PostgresBackend(SQLBackend):
     integrity_errors: ClassVar[tuple[type[Exception], ...]] = (psycopg.IntegrityError,)
     operational_errors: ClassVar[tuple[type[Exception], ...]] = (psycopg.OperationalError,)
     transient_errors: ClassVar[tuple[type[Exception], ...]] = (
-        psycopg.errors.TransactionRollback,  # deadlock detected, serialization failure
+        # SQLSTATE class 40; psycopg 3 does not make its subclasses TransactionRollback's.
+        psycopg.errors.TransactionRollback,
+        psycopg.errors.SerializationFailure,
+        psycopg.errors.DeadlockDetected,
     )
     dialect_queries: ClassVar[dict[str, QuerySpec]] = {
         "upsert_conversations": QuerySpec(
@@ -87,6 +108,8 @@ class PostgresBackend(SQLBackend):
         "prune_attachment_refs_many": QuerySpec(
             "attachments.sql", ("conversation_id", "keep_conversation_id", "keep_ref_id")
         ),
+        "lock_attachments": QuerySpec("attachments.sql", ("attachment_id",)),
+        "lock_conversation": QuerySpec("conversations.sql", ("conversation_id",), "$"),
         "lock_migrations": QuerySpec("connection.sql", ("lock_key",), "$"),
         "lock_migrations_session": QuerySpec("connection.sql", ("lock_key",), "$"),
         "unlock_migrations_session": QuerySpec("connection.sql", ("lock_key",), "$"),
@@ -106,29 +129,33 @@ class PostgresBackend(SQLBackend):
     ) -> None:
         super().__init__()
         self.queries = FaithfulQueries(self.queries)
-        self.url = url
-        self.schema = schema
-        self._secrets = passwords_of(url)
         self._closed = True
+        self.schema = schema
+        self._dsn = canonical_dsn(url)
+        self._secrets = passwords_of(self._dsn)
         try:
             BackendConfig(
                 backend_type="postgresql",
-                url=url,
+                url=self._dsn,
                 schema_name=schema,
                 pool_min_size=pool_min_size,
                 pool_max_size=pool_max_size,
             )
         except ValidationError as exc:
+            problem = validation_summary(exc)
+        else:
+            problem = ""
+        if problem:
             raise ConfigurationError(
-                self._scrub(f"bad PostgreSQL options for {self.describe()}: {exc}")
-            ) from None
+                self._scrub(f"bad PostgreSQL options for {self.describe()}: {problem}")
+            )
         if pool_min_size > pool_max_size:
             raise ConfigurationError(
                 f"pool_min_size ({pool_min_size}) is larger than pool_max_size"
                 f" ({pool_max_size}) for {self.describe()}"
             )
         with self._errors("open"):
-            conninfo = connection_string(url, schema, connect_timeout=DEFAULT_CONNECT_TIMEOUT)
+            conninfo = connection_string(self._dsn, schema, connect_timeout=DEFAULT_CONNECT_TIMEOUT)
             # One direct connection first: it fails at once with the server's reason
             # (refused, bad password, no such database), where the pool would retry.
             psycopg.connect(conninfo).close()
@@ -147,8 +174,9 @@ class PostgresBackend(SQLBackend):
         try:
             with self._errors("open the connection pool"):
                 self._pool.open(wait=True, timeout=pool_timeout)
-        except BaseException:
-            self._pool.close()
+        except BaseException as exc:
+            with cleaning_up(exc, "closing the pool"):
+                self._pool.close()
             raise
         self._closed = False
         if migrate:
@@ -169,8 +197,13 @@ class PostgresBackend(SQLBackend):
 
     # -- connections ------------------------------------------------------------------
 
+    @property
+    def url(self) -> str:
+        """The connection string, its password shown as ``***``."""
+        return redact_dsn(self._dsn)
+
     def describe(self) -> str:
-        return f"{redact_dsn(self.url)} (schema {self.schema})"
+        return f"{self.url} (schema {self.schema})"
 
     @property
     def pool(self) -> ConnectionPool[Any]:
@@ -196,6 +229,8 @@ class PostgresBackend(SQLBackend):
         100,000 messages: about 30,000 msg/s against 27,000 as one statement). Chunks run
         in order, so an id listed in two chunks ends with its last values, as in one
         statement; a failing chunk fails the call (the transaction level is then failed).
+        Rows are sorted by the id their statement locks (stably: repeated ids keep their
+        order) so that the chunks, each written in id order, lock in id order together.
         """
         query = getattr(self.queries, query_name)
         if (
@@ -204,6 +239,9 @@ class PostgresBackend(SQLBackend):
             or not psycopg.Pipeline.is_supported()
         ):
             return super()._write_rows(conn, query_name, params)
+        key = _LOCKED_BY.get(query_name)
+        if key is not None:
+            params = sorted(params, key=itemgetter(key))
         cursors = []
         with conn.pipeline():
             for start in range(0, len(params), PIPELINE_CHUNK):
@@ -213,6 +251,38 @@ class PostgresBackend(SQLBackend):
                 cursor.execute(query.sql, store_parameters(columns))
                 cursors.append(cursor)
         return sum(max(cursor.rowcount, 0) for cursor in cursors)
+
+    def _write_messages(
+        self, conn: Any, params: list[rows.Params]
+    ) -> tuple[int, list[rows.Params]]:
+        """A batch over :data:`PIPELINE_CHUNK` rows goes in chunks through pipeline mode,
+        in message id order, as :meth:`_write_rows` sends other writes; each chunk
+        returns the messages it touched (see the base class). Their ids are compared in
+        stored form, as plain tuples: unescaping and a dict per row cost a tenth of a
+        large batch (measured)."""
+        if len(params) <= PIPELINE_CHUNK or not psycopg.Pipeline.is_supported():
+            return super()._write_messages(conn, params)
+        sql = self.queries.upsert_messages.sql
+        params = sorted(params, key=itemgetter(_LOCKED_BY["upsert_messages"]))
+        claimant: dict[str, str] = {}
+        cursors = []
+        with conn.pipeline():
+            for start in range(0, len(params), PIPELINE_CHUNK):
+                chunk = params[start : start + PIPELINE_CHUNK]
+                stored = store_parameters({key: [row[key] for row in chunk] for key in chunk[0]})
+                claimant.update(zip(stored["message_id"], stored["conversation_id"], strict=True))
+                cursor = conn.cursor(row_factory=tuple_row)
+                cursor.execute(sql, stored)
+                cursors.append(cursor)
+        changed, foreign = 0, []
+        for cursor in cursors:
+            for message_id, stored_under in cursor.fetchall():
+                if stored_under == claimant[message_id]:
+                    changed += 1
+                else:
+                    found = (message_id, stored_under, claimant[message_id])
+                    foreign.append(dict(zip(_FOREIGN, map(unescape, found), strict=True)))
+        return changed, foreign
 
     def _rollback_outer(self, conn: Any) -> None:
         if conn.closed:
@@ -227,6 +297,9 @@ class PostgresBackend(SQLBackend):
         except self.driver_errors as exc:
             error = self._translate(operation, exc)
             if self._scrub(str(exc)) != str(exc):
+                # Dropping the cause is not enough: the driver's error stays reachable as
+                # __context__, so its own text is scrubbed too.
+                exc.args = tuple(self._scrub(a) if isinstance(a, str) else a for a in exc.args)
                 raise error from None
             raise error from exc
 
@@ -234,6 +307,32 @@ class PostgresBackend(SQLBackend):
         error = super()._translate(operation, exc)
         scrubbed = self._scrub(str(error))
         return error if scrubbed == str(error) else type(error)(scrubbed)
+
+    def _hint(self, exc: Exception) -> str:
+        if isinstance(exc, PoolTimeout):
+            return (
+                f"all {self._pool.max_size} pooled connections stayed busy for"
+                f" {self.pool_timeout:g}s (threads in long transactions?): raise pool_max_size"
+                " or pool_timeout, or shorten the transactions"
+            )
+        if isinstance(exc, psycopg.errors.QueryCanceled):
+            return (
+                "it ran longer than statement_timeout and was not written: run it again, or"
+                " raise statement_timeout (?options=-c statement_timeout=... in the URL)"
+            )
+        if isinstance(exc, psycopg.errors.LockNotAvailable):
+            return (
+                "it waited longer than lock_timeout for rows another transaction held and"
+                " was not written: run it again, or raise lock_timeout"
+            )
+        if isinstance(exc, psycopg.errors.DiskFull):
+            return "the server's disk is full: free some space there and run it again"
+        if isinstance(exc, psycopg.OperationalError) and _connection_lost(exc):
+            return (
+                "the connection to the server was lost (restart, pg_terminate_backend,"
+                " network): run it again (saving the same records twice changes nothing)"
+            )
+        return ""
 
     def _scrub(self, text: str) -> str:
         for secret in self._secrets:
@@ -255,6 +354,14 @@ class PostgresBackend(SQLBackend):
         target = self.migration_target()
         with self._reading("schema_version") as conn:
             return target.read_version(conn)
+
+
+def _connection_lost(exc: psycopg.OperationalError) -> bool:
+    """Whether ``exc`` says the session ended (the server's words, or a dead socket)."""
+    if isinstance(exc, psycopg.errors.AdminShutdown | psycopg.errors.CrashShutdown):
+        return True
+    text = str(exc)
+    return "server closed the connection" in text or "consuming input failed" in text
 
 
 def _check_connection(conn: psycopg.Connection[Any]) -> None:

@@ -1,7 +1,9 @@
 """PostgreSQL connection strings: what polylogue adds to them, and where passwords hide.
 
 A DSN is a URL (``postgresql://user:pw@host/db?sslmode=require``) or a libpq key=value
-string (``host=db password=pw``). The backend adds ``search_path`` (its ``schema`` option,
+string (``host=db password=pw``); a URL is first read strictly and rewritten canonically
+(:mod:`~polylogue.storage.backends.postgres_url`: an ambiguous one is refused). The
+backend adds ``search_path`` (its ``schema`` option,
 quoted so that its case is kept) to libpq's ``options`` and sets ``application_name`` and
 ``connect_timeout`` unless given. A password can sit in the URL's user part, in a
 ``password=`` setting of either form, percent-encoded or not: :func:`redact_dsn` hides it
@@ -11,16 +13,18 @@ that quotes one can be scrubbed.
 
 from __future__ import annotations
 
-import re
-from urllib.parse import quote, unquote, urlsplit
+from urllib.parse import quote, unquote
 
 import psycopg
 from psycopg.conninfo import conninfo_to_dict, make_conninfo
 
-from polylogue.storage.backends.config import redact_url
+from polylogue.storage.backends.config import PASSWORD_SETTING, redact_url
+from polylogue.storage.backends.postgres_url import is_postgres_url, parse_postgres_url
 
-_PASSWORD_SETTING = re.compile(r"""(\bpassword\s*=\s*)('(?:[^'\\]|\\.)*'|[^\s&]+)""")
-"""``password=...`` in a key=value connection string or a URL query."""
+
+def canonical_dsn(dsn: str) -> str:
+    """A URL in its canonical spelling (ConfigurationError if ambiguous); other DSNs as given."""
+    return parse_postgres_url(dsn).dsn() if is_postgres_url(dsn) else dsn
 
 
 def connection_string(dsn: str, schema: str, *, connect_timeout: int) -> str:
@@ -35,14 +39,13 @@ def connection_string(dsn: str, schema: str, *, connect_timeout: int) -> str:
 
 def redact_dsn(dsn: str) -> str:
     """``dsn`` for messages: every password replaced by ``***``."""
-    shown = redact_url(dsn) if "://" in dsn else dsn
-    return _PASSWORD_SETTING.sub(r"\1***", shown)
+    return redact_url(dsn)
 
 
 def passwords_of(dsn: str) -> list[str]:
     """Every spelling in which the password of ``dsn`` could appear in a message."""
     found: set[str] = set()
-    for match in _PASSWORD_SETTING.finditer(dsn):
+    for match in PASSWORD_SETTING.finditer(dsn):
         value = match.group(2)
         found.update({value, value.strip("'"), unquote(value)})
     try:
@@ -51,12 +54,9 @@ def passwords_of(dsn: str) -> list[str]:
         value = None
     if value:
         found.add(str(value))
-    if "://" in dsn:
-        try:
-            raw = urlsplit(dsn).password
-        except ValueError:
-            raw = None
+    if is_postgres_url(dsn):
+        raw = parse_postgres_url(dsn).password
         if raw:
-            found.update({raw, unquote(raw), quote(unquote(raw), safe="")})
+            found.update({raw, quote(raw, safe=""), quote(raw)})
     # Longest first, so that a password containing another spelling is replaced whole.
     return sorted((secret for secret in found if secret), key=len, reverse=True)

@@ -27,6 +27,7 @@ from typing import TYPE_CHECKING, Any
 from psycopg.pq import TransactionStatus
 
 from polylogue.errors import MigrationError
+from polylogue.storage.faults import cleaning_up
 from polylogue.storage.migrate import iter_statements
 
 if TYPE_CHECKING:
@@ -128,8 +129,11 @@ class PostgresMigrationTarget:
         conn = backend._acquire()
         try:
             yield conn
-        finally:
-            backend._release(conn)
+        except BaseException as exc:
+            with cleaning_up(exc, "giving the connection back"):
+                backend._release(conn)
+            raise
+        backend._release(conn)
 
     def begin_locked(self, conn: Any) -> None:
         with self.backend._errors("migrate (begin)"):
@@ -169,11 +173,18 @@ class PostgresMigrationTarget:
     def session_lock(self, conn: Any) -> Iterator[None]:
         with self.backend._errors("migrate (session lock)"):
             self.queries.lock_migrations_session(conn, lock_key=self.lock_key)
+        cause: BaseException | None = None
         try:
             yield
+        except BaseException as exc:
+            cause = exc
+            raise
         finally:
             if not conn.closed:
-                with self.backend._errors("migrate (session unlock)"):
+                with (
+                    cleaning_up(cause, "the unlock"),
+                    self.backend._errors("migrate (session unlock)"),
+                ):
                     self.queries.unlock_migrations_session(conn, lock_key=self.lock_key)
 
     def run_script_outside_transaction(self, conn: Any, sql: str) -> None:

@@ -48,7 +48,10 @@ JSON_PARAMETERS = frozenset(
 _ESCAPE = re.compile(r"\\(.)", re.DOTALL)
 _JSON_NUL = "\\u0000"
 _EXPONENT = "e+"
-_JSON_TOKEN = re.compile(r'"(?:[^"\\]|\\.)*"|(-?\d+(?:\.\d+)?e\+\d+)')
+# A number may only start where no digit precedes it: without that, a long integer
+# (thousands of digits) in a text that also holds an exponent was rescanned from every
+# digit, quadratic (0.5 s for 4,300 digits).
+_JSON_TOKEN = re.compile(r'"(?:[^"\\]|\\.)*"|(?<![0-9.\-])(-?\d+(?:\.\d+)?e\+\d+)')
 _SHORT = 64
 _READS = (
     SQLOperationType.SELECT,
