@@ -32,7 +32,7 @@ from pathlib import Path
 from typing import Any
 
 from bench.run import machine
-from polylogue.storage.backends.sqlite import SQLiteBackend, SQLiteMigrationTarget
+from polylogue.storage.backends.sqlite import SQLiteBackend
 from polylogue.storage.migrate import MigrationRunner
 from polylogue.storage.sqlfiles import resource_dir
 
@@ -230,43 +230,54 @@ class _TimedQueries:
         return timed
 
 
-class TimedTarget(SQLiteMigrationTarget):
-    """The SQLite target with each phase timed; the work is the package's own."""
+class TimedBackend(SQLiteBackend):
+    """The SQLite backend with the migration's backup, checks and commits timed."""
 
-    def __init__(self, backend: SQLiteBackend, timings: Timings, names: dict[str, str]) -> None:
-        super().__init__(backend)
-        self.queries = _TimedQueries(backend.queries, timings)
+    timings: Timings
+
+    def start_timing(self, timings: Timings) -> None:
         self.timings = timings
-        self.names = names
+        self.queries = _TimedQueries(self.queries, timings)
 
-    def _timed(self, phase: str, work: Callable[[], Any]) -> Any:
+    def timed(self, phase: str, work: Callable[[], Any]) -> Any:
         start = time.perf_counter()
         try:
             return work()
         finally:
             self.timings.add(phase, time.perf_counter() - start)
 
-    def run_script(self, conn: sqlite3.Connection, sql: str) -> None:
-        self._timed(self.names[sql], lambda: super(TimedTarget, self).run_script(conn, sql))
-
-    def write_backup(self, conn: sqlite3.Connection, version: int, reaching: int) -> Path | None:
-        found: Path | None = self._timed(
-            "backup", lambda: super(TimedTarget, self).write_backup(conn, version, reaching)
+    def write_migration_backup(
+        self, conn: sqlite3.Connection, version: int, reaching: int
+    ) -> Path | None:
+        found: Path | None = self.timed(
+            "backup",
+            lambda: super(TimedBackend, self).write_migration_backup(conn, version, reaching),
         )
         return found
 
-    def commit(self, conn: sqlite3.Connection) -> None:
-        self._timed("commits", lambda: super(TimedTarget, self).commit(conn))
+    def _commit_outer(self, conn: Any) -> None:
+        self.timed("commits", lambda: super(TimedBackend, self)._commit_outer(conn))
+
+
+class TimedRunner(MigrationRunner):
+    """The runner with each script timed; the work is the package's own."""
+
+    def __init__(self, backend: TimedBackend, folder: Path | None) -> None:
+        super().__init__(backend, folder, where=backend.describe())
+        self.backend = backend
+        self.names = {s.sql: s.name for s in self.scripts}
+
+    def run_script(self, conn: sqlite3.Connection, sql: str) -> None:
+        self.backend.timed(self.names[sql], lambda: super(TimedRunner, self).run_script(conn, sql))
 
 
 def upgrade(path: Path, folder: Path | None, backup: bool) -> dict[str, Any]:
     """Migrate ``path`` to the newest version of ``folder``; wall, CPU, phases, counts."""
     timings = Timings()
-    backend = SQLiteBackend(path, migrate=False, backup=backup)
+    backend = TimedBackend(path, migrate=False, backup=backup)
     try:
-        target = TimedTarget(backend, timings, {})
-        runner = MigrationRunner(target, folder, where=backend.describe())
-        target.names.update({s.sql: s.name for s in runner.scripts})
+        backend.start_timing(timings)
+        runner = TimedRunner(backend, folder)
         wall, cpu = time.perf_counter(), time.process_time()
         done = runner.migrate()
         wall, cpu = time.perf_counter() - wall, time.process_time() - cpu
@@ -275,7 +286,7 @@ def upgrade(path: Path, folder: Path | None, backup: bool) -> dict[str, Any]:
             runner.backup_path.unlink()
     finally:
         backend.close()
-    order = ["backup", *target.names.values(), "check: foreign_key_check", "check: quick_check"]
+    order = ["backup", *runner.names.values(), "check: foreign_key_check", "check: quick_check"]
     phases = {name: timings.phases.pop(name) for name in order if name in timings.phases}
     return {
         "applied": [s.name for s in done],

@@ -29,12 +29,16 @@ from polylogue.errors import (
 )
 from polylogue.storage.backends import BackendConfig, SQLBackend, SQLiteBackend, create_backend
 from polylogue.storage.backends.duckdb import SPLIT_UPSERT_ROWS, DuckDBBackend
-from polylogue.storage.migrate import MigrationRunner
+from polylogue.storage.migrate import MigrationRunner, discover
 from polylogue.storage.records import MessageRecord
 from polylogue.storage.repository import StorageRepository
 from polylogue.storage.sqlfiles import resource_dir
 from tests.conftest import raw_scalar
 from tests.records import attachment, bundle, conversation, message
+
+SCRIPTS = discover("duckdb")
+VERSION = SCRIPTS[-1].version
+"""The schema version this code migrates DuckDB databases to."""
 
 
 @pytest.fixture
@@ -262,7 +266,7 @@ def test_read_only_refuses_what_it_cannot_open(tmp_path: Path) -> None:
         DuckDBBackend(":memory:", read_only=True)
     empty = tmp_path / "empty.duckdb"
     duckdb.connect(str(empty)).close()
-    with pytest.raises(MigrationError, match="schema version 0, this code needs 4"):
+    with pytest.raises(MigrationError, match=f"schema version 0, this code needs {VERSION}"):
         DuckDBBackend(empty, read_only=True)
     with DuckDBBackend(empty, read_only=True, migrate=False) as unchecked:
         assert unchecked.schema_version() == 0
@@ -274,14 +278,14 @@ def test_urls_configs_and_options(tmp_path: Path) -> None:
     try:
         assert isinstance(backend, DuckDBBackend)
         assert backend.describe() == f"duckdb://{path}"
-        assert backend.schema_version() == 4
+        assert backend.schema_version() == VERSION
         assert raw_scalar(backend, "SELECT current_setting('memory_limit')") == "244.1 MiB"
         assert path.stat().st_mode & 0o777 == 0o600
     finally:
         backend.close()
     config = BackendConfig(backend_type="duckdb", db_path=path)
     with create_backend(config) as again, create_backend("duckdb://:memory:") as memory:
-        assert again.schema_version() == 4
+        assert again.schema_version() == VERSION
         assert memory.describe() == "duckdb://:memory:"
         memory.save_conversation(conversation("only-in-memory"))
         with create_backend("duckdb://:memory:") as other_memory:
@@ -443,8 +447,8 @@ def test_save_many_matches_sqlite(db: DuckDBBackend, tmp_path: Path) -> None:
 
 def test_the_version_is_the_newest_recorded_script(db: DuckDBBackend) -> None:
     status = db.migration_runner().status()
-    assert (status.current_version, status.target_version, status.pending) == (4, 4, [])
-    assert [m.name for m in status.applied] == ["0004_baseline"]
+    assert (status.current_version, status.target_version, status.pending) == (VERSION, VERSION, [])
+    assert [m.name for m in status.applied] == [s.name for s in SCRIPTS]
     assert db.migration_runner().migrate() == []
 
 

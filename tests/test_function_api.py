@@ -31,7 +31,7 @@ def test_open_connection_sets_up_a_migrated_private_database(data_home: Path) ->
     with db.open_connection() as conn:
         assert isinstance(conn, sqlite3.Connection)
         row = conn.execute("PRAGMA user_version").fetchone()
-        assert isinstance(row, sqlite3.Row) and row[0] == 4
+        assert isinstance(row, sqlite3.Row) and row[0] == db.SCHEMA_VERSION
         assert conn.execute("PRAGMA foreign_keys").fetchone()[0] == 1
         assert conn.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
         assert conn.execute("PRAGMA busy_timeout").fetchone()[0] > 0

@@ -29,8 +29,8 @@ from pydantic import ValidationError
 
 from polylogue.cli import main
 from polylogue.errors import MigrationError, SchemaVersionError
-from polylogue.storage.backends.sqlite import SQLiteBackend, SQLiteMigrationTarget
-from polylogue.storage.db import open_connection
+from polylogue.storage.backends.sqlite import SQLiteBackend
+from polylogue.storage.db import SCHEMA_VERSION, open_connection
 from polylogue.storage.migrate import MigrationRunner
 from polylogue.storage.records import (
     AttachmentRecord,
@@ -43,7 +43,7 @@ from polylogue.storage.sqlfiles import resource_dir
 
 PACKAGED_FOLDER = resource_dir("migrations", "sqlite")
 PACKAGED_SCRIPTS = sorted(PACKAGED_FOLDER.glob("*.sql"))
-CODE_VERSION = 4
+CODE_VERSION = SCHEMA_VERSION
 
 # -- historical DDL, as old versions of the code created it ---------------------------------
 
@@ -604,7 +604,7 @@ def custom_runner(
 ) -> tuple[SQLiteBackend, MigrationRunner]:
     backend = SQLiteBackend(db, migrate=False)
     backends.append(backend)
-    return backend, MigrationRunner(SQLiteMigrationTarget(backend), folder=folder)
+    return backend, MigrationRunner(backend, folder=folder)
 
 
 # -- 1. historical databases -----------------------------------------------------------------
@@ -1196,7 +1196,7 @@ CHILD = r"""
 import sys, time
 from pathlib import Path
 db, ready, start, folder = sys.argv[1:5]
-from polylogue.storage.backends.sqlite import SQLiteBackend, SQLiteMigrationTarget
+from polylogue.storage.backends.sqlite import SQLiteBackend
 from polylogue.storage.migrate import MigrationRunner
 Path(ready).touch()
 deadline = time.monotonic() + 30
@@ -1209,7 +1209,7 @@ if folder == "-":
     print("version", backend.schema_version())
 else:
     backend = SQLiteBackend(db, migrate=False)
-    done = MigrationRunner(SQLiteMigrationTarget(backend), folder=Path(folder)).migrate()
+    done = MigrationRunner(backend, folder=Path(folder)).migrate()
     print("applied", " ".join(str(s.version) for s in done))
 backend.close()
 """

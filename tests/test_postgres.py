@@ -30,18 +30,19 @@ from polylogue.errors import (
     ConfigurationError,
     DatabaseError,
     IntegrityError,
+    MessageOwnershipError,
     MigrationError,
     OperationalError,
 )
 from polylogue.storage.backends import BackendConfig, create_backend
 from polylogue.storage.backends.postgres import PIPELINE_CHUNK, PostgresBackend
+from polylogue.storage.backends.postgres_adapter import FaithfulPsycopgAdapter
 from polylogue.storage.backends.postgres_migrate import (
-    PostgresMigrationTarget,
     migration_lock_key,
     statement_complete,
 )
 from polylogue.storage.backends.postgres_values import MARKER, escape, store_json_text, unescape
-from polylogue.storage.migrate import MigrationRunner, iter_statements
+from polylogue.storage.migrate import MigrationRunner, discover, iter_statements
 from polylogue.storage.records import ConversationRecord, MessageRecord
 from polylogue.storage.sqlfiles import resource_dir
 from tests.records import attachment, conversation, message
@@ -54,6 +55,9 @@ from tests.support_postgres import (
 )
 
 BASELINE = resource_dir("migrations", "postgres") / "0004_baseline.sql"
+SCRIPTS = discover("postgres")
+VERSION = SCRIPTS[-1].version
+"""The schema version this code migrates PostgreSQL schemas to."""
 
 
 @pytest.fixture
@@ -84,7 +88,7 @@ def migrations_folder(tmp_path: Path, **scripts: str) -> Path:
 
 def runner_for(schema: str, folder: Path) -> tuple[PostgresBackend, MigrationRunner]:
     backend = PostgresBackend(server_url(), schema=schema, migrate=False)
-    return backend, MigrationRunner(PostgresMigrationTarget(backend), folder=folder)
+    return backend, MigrationRunner(backend, folder=folder)
 
 
 # -- migrations ---------------------------------------------------------------------------
@@ -94,15 +98,14 @@ def test_fresh_schema_is_created_and_migrated(schema: str) -> None:
     with PostgresBackend(server_url(), schema=schema, migrate=False) as backend:
         assert not schema_exists(schema)
         assert backend.schema_version() == 0
-        assert [s.name for s in backend.migration_runner().migrate(dry_run=True)] == [
-            "0004_baseline"
-        ]
+        names = [s.name for s in SCRIPTS]
+        assert [s.name for s in backend.migration_runner().migrate(dry_run=True)] == names
         assert not schema_exists(schema)  # a dry run changes nothing
-        assert [s.name for s in backend.migration_runner().migrate()] == ["0004_baseline"]
-        assert backend.schema_version() == 4
+        assert [s.name for s in backend.migration_runner().migrate()] == names
+        assert backend.schema_version() == VERSION
         assert backend.migration_runner().migrate() == []
     rows = admin_execute(f'SELECT version, name, checksum FROM "{schema}".schema_migrations')
-    assert [(v, n) for v, n, _ in rows] == [(4, "0004_baseline")]
+    assert [(v, n) for v, n, _ in rows] == [(s.version, s.name) for s in SCRIPTS]
     generated = admin_execute(
         "SELECT generation_expression FROM information_schema.columns"
         " WHERE table_schema = %s AND table_name = 'conversations'"
@@ -318,6 +321,58 @@ def test_large_floats_in_json_come_back_as_floats(schema: str) -> None:
         assert backend.save_conversation(conversation("c", provider_meta={"v": values})) == 0
 
 
+def test_every_query_kind_stores_and_reads_through_the_adapter(schema: str) -> None:
+    """U+0000 in ids, text and JSON keys through ``!``, ``^``, ``$``, row queries and the
+    pipelined chunks of a bulk write: each path stores the escaped form and reads the
+    original back (without the adapter, psycopg refuses NUL or the escape shows)."""
+    meta = {"k\x00": ["\x00", "␀"]}
+    count = PIPELINE_CHUNK + 5  # over one chunk: the pipelined path
+    with PostgresBackend(server_url(), schema=schema) as backend:
+        assert isinstance(backend.queries.driver_adapter, FaithfulPsycopgAdapter)
+        # single `!`
+        backend.save_conversation(conversation("c\x00", title="t\x00", provider_meta=meta))
+        backend.save_conversation(conversation("other\x00"))
+        # pipelined upsert_messages, its touched rows compared in stored form
+        records = [
+            message(f"m\x00{i:05d}", "c\x00", text=f"x\x00{i}", provider_meta=meta)
+            for i in range(count)
+        ]
+        assert backend.save_messages(records) == count
+        assert backend.save_messages(records) == 0
+        claimed = [message(f"n{i:05d}", "other\x00") for i in range(count)]
+        claimed.append(message("m\x0000003", "other\x00"))
+        with pytest.raises(MessageOwnershipError) as caught:
+            backend.save_messages(claimed)
+        assert caught.value.collisions == (("m\x0000003", "c\x00", "other\x00"),)
+        # pipelined `!` bulk writes (attachments, refs, ref counts)
+        files = [
+            attachment(f"a\x00{i:05d}", "c\x00", f"m\x00{i:05d}", provider_meta=meta)
+            for i in range(count)
+        ]
+        assert backend.save_attachments(files) == count
+        got = backend.get_attachments("c\x00")
+        assert {(a.attachment_id, a.message_id) for a in got} == {
+            (a.attachment_id, a.message_id) for a in files
+        }
+        assert all(a.provider_meta == meta for a in got)
+        assert admin_execute(
+            f'SELECT count(*) FROM "{schema}".attachments'
+            f" WHERE starts_with(attachment_id, %s) AND ref_count = 1",
+            (MARKER,),
+        ) == [(count,)]
+        # row query, `^` and `$` as the query set runs them on a pooled connection
+        with backend.pool.connection() as conn:
+            rows = list(backend.queries.get_messages(conn, conversation_id="c\x00"))
+            assert [row["message_id"] for row in rows] == [r.message_id for r in records]
+            assert rows[0]["text"] == "x\x000" and rows[0]["provider_meta"] == meta
+            one = backend.queries.get_conversation(conn, conversation_id="c\x00")
+            assert (one["conversation_id"], one["title"]) == ("c\x00", "t\x00")
+            assert one["provider_meta"] == meta
+            assert backend.queries.lock_conversation(conn, conversation_id="c\x00") == "c\x00"
+        stored = admin_execute(f'SELECT conversation_id, title FROM "{schema}".conversations')
+        assert ("␀c\\0", "␀t\\0") in stored and len(stored) == 2
+
+
 # -- set-based batches --------------------------------------------------------------------
 
 
@@ -460,7 +515,7 @@ def test_pool_and_schema_options_come_from_the_url(schema: str) -> None:
         assert isinstance(backend, PostgresBackend)
         assert (backend.pool.min_size, backend.pool.max_size) == (2, 3)
         assert backend.schema == schema and f"(schema {schema})" in backend.describe()
-        assert backend.schema_version() == 4
+        assert backend.schema_version() == VERSION
         backend.save_conversation(conversation("c1"))
     finally:
         backend.close()
@@ -545,18 +600,20 @@ def test_cli_migrate_and_status_on_a_fresh_schema(schema: str) -> None:
     assert "would apply 0004_baseline" in dry.output and not schema_exists(schema)
     before = runner.invoke(main, ["status", "--url", url])
     assert before.exit_code == 0, before.output
-    assert "schema version: 0 (code: 4)" in before.output and "0004_baseline" in before.output
+    assert f"schema version: 0 (code: {VERSION})" in before.output
+    assert "0004_baseline" in before.output
     done = runner.invoke(main, ["migrate", "--url", url])
     assert done.exit_code == 0, done.output
-    assert "applied 0004_baseline" in done.output and "now at schema version 4" in done.output
+    assert "applied 0004_baseline" in done.output
+    assert f"now at schema version {VERSION}" in done.output
     assert f"(schema {schema})" in done.output
     status = runner.invoke(main, ["status", "--url", url])
     assert status.exit_code == 0, status.output
-    assert "schema version: 4 (code: 4)" in status.output
-    assert status.output.count("sha256:") == 1
+    assert f"schema version: {VERSION} (code: {VERSION})" in status.output
+    assert status.output.count("sha256:") == len(SCRIPTS)
     assert "pending:\n  (none)" in status.output and "drift:\n  (none)" in status.output
     again = runner.invoke(main, ["migrate", "--url", url])
-    assert "up to date at schema version 4" in again.output
+    assert f"up to date at schema version {VERSION}" in again.output
     with create_backend(url) as backend:
         backend.save_conversation(conversation("c1"))
         backend.save_messages([message("m1", timestamp="2024-05-01T00:00:00Z")])

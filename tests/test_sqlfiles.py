@@ -9,8 +9,11 @@ from pathlib import Path
 import pytest
 
 from polylogue.errors import QuerySetError
-from polylogue.storage.backends.base import QUERIES
+from polylogue.storage.backends.base import QUERIES, SQLBackend
+from polylogue.storage.backends.duckdb import DuckDBBackend
+from polylogue.storage.backends.postgres import PostgresBackend
 from polylogue.storage.backends.sqlite import SQLiteBackend
+from polylogue.storage.queries import LIST_QUERIES, ROW_LOCK_QUERIES, SPLIT_UPSERT_QUERIES
 from polylogue.storage.sqlfiles import QuerySpec, check_query_set, resource_dir
 
 EXPECTED = {**QUERIES, **SQLiteBackend.dialect_queries}
@@ -96,3 +99,41 @@ def test_bulk_queries_may_be_row_wise_or_columnar() -> None:
     spec = QuerySpec("messages.sql", ("message_id",), "*!", bulk=True)
     assert spec.accepts("*!") and spec.accepts("!") and not spec.accepts("")
     assert not QuerySpec("runs.sql", (), "!").accepts("*!")
+
+
+DIALECTS = [SQLiteBackend, DuckDBBackend, PostgresBackend]
+
+
+@pytest.mark.parametrize("backend", DIALECTS, ids=lambda cls: cls.dialect)
+def test_every_dialect_defines_the_contract_and_what_its_capabilities_call(
+    backend: type[SQLBackend],
+) -> None:
+    folder = resource_dir("sql", backend.sql_folder or backend.dialect)
+    check_query_set(folder, backend.expected_queries())
+    # One contract: what the binding calls on every dialect is in every folder, even
+    # where a bulk form is row-wise (SQLite's upsert_conversations).
+    assert QUERIES.keys() <= backend.expected_queries().keys()
+
+
+@pytest.mark.parametrize(
+    ("capability", "value", "query"),
+    [
+        ("binds_lists", True, "prune_attachment_refs_many"),
+        ("row_locks", True, "lock_attachments"),
+        ("split_upsert_rows", 10, "classify_messages"),
+    ],
+)
+def test_a_capability_names_the_queries_it_needs(
+    capability: str, value: object, query: str
+) -> None:
+    expected = {**LIST_QUERIES, **ROW_LOCK_QUERIES, **SPLIT_UPSERT_QUERIES}
+    assert query in expected
+    claims = type("Claims", (SQLiteBackend,), {capability: value})
+    with pytest.raises(QuerySetError, match=rf"no query named {query} \(the binding calls it\)"):
+        check_query_set(resource_dir("sql", "sqlite"), claims.expected_queries())
+
+
+def test_the_binding_never_asks_which_queries_exist() -> None:
+    # Dialects differ by the shape of a query or a capability flag, never by its absence.
+    assert not hasattr(SQLBackend, "_has_query")
+    assert "upsert_conversations" in QUERIES

@@ -14,7 +14,7 @@ import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Final
+from typing import TYPE_CHECKING
 
 from polylogue.errors import DatabaseError, OperationalError
 from polylogue.storage.backends.config import default_db_path
@@ -23,13 +23,26 @@ from polylogue.storage.backends.sqlite import (
     SQLiteBackend,
     connect,
     create_private_file,
+    newest_schema_version,
     prepare_connection,
 )
 from polylogue.storage.faults import cleaning_up, describe_os_error, run_cleanups
-from polylogue.storage.migrate import discover
 
-SCHEMA_VERSION: Final[int] = discover("sqlite")[-1].version
-"""The schema version this code migrates SQLite databases to."""
+if TYPE_CHECKING:
+    SCHEMA_VERSION: int
+    """The schema version this code migrates SQLite databases to."""
+
+
+def __getattr__(name: str) -> int:
+    # SCHEMA_VERSION reads migrations/sqlite on first use, not on import: a bad script
+    # there must fail only what needs SQLite's migrations (as a MigrationError naming it).
+    if name == "SCHEMA_VERSION":
+        return newest_schema_version()
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | {"SCHEMA_VERSION"})
 
 
 class _OpenConnection:

@@ -11,8 +11,10 @@ never raised in its place.
 from __future__ import annotations
 
 import errno
+import os
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from pathlib import Path
 
 
 def one_line(text: str) -> str:
@@ -24,6 +26,32 @@ def describe_os_error(exc: OSError) -> str:
     """``Permission denied: /path`` for messages (without Python's ``[Errno 13]``)."""
     reason = exc.strerror or errno.errorcode.get(exc.errno or 0, type(exc).__name__)
     return f"{reason}: {exc.filename}" if exc.filename else reason
+
+
+def path_problem(path: Path) -> str:
+    """Why this user cannot read and write the SQLite database at ``path``, or "" if not seen.
+
+    SQLite says only "unable to open database file" or "readonly database"; the file
+    system can say which of path, folder or mount is the cause.
+    """
+    folder = path.parent
+    try:
+        if path.is_dir():
+            return f"{path} is a folder, not a database file"
+        if not os.access(folder, os.X_OK):
+            return f"this user may not enter the folder {folder}"
+        if os.statvfs(folder).f_flag & os.ST_RDONLY:
+            return f"the file system holding {folder} is mounted read-only"
+        if path.exists() and not os.access(path, os.R_OK | os.W_OK):
+            return f"this user may not read and write {path} (check its owner and mode)"
+        if not os.access(folder, os.W_OK):
+            return (
+                f"this user may not write in the folder {folder}, where SQLite keeps the"
+                " -wal and -shm files beside the database"
+            )
+    except OSError as exc:
+        return describe_os_error(exc)
+    return ""
 
 
 def note_cleanup_failure(cause: BaseException, what: str, failure: BaseException) -> None:
@@ -72,5 +100,6 @@ __all__ = [
     "describe_os_error",
     "note_cleanup_failure",
     "one_line",
+    "path_problem",
     "run_cleanups",
 ]

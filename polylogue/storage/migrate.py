@@ -1,59 +1,61 @@
-"""The migration runner: numbered SQL scripts, applied once each, in order.
+"""The migration runner: numbered SQL scripts, applied once each, in order, on every dialect.
 
 ``migrations/<dialect>/NNNN_slug.sql`` holds the schema history; the number is the schema
 version the script produces. The runner refuses gaps and duplicate numbers, applies every
 pending script in its own transaction under a write lock (so two processes migrating the
 same database apply each script once), and records version, name, sha256 checksum and time
-in ``schema_migrations``. How a dialect stores its version, takes the lock and runs a script
-is the backend's business (:class:`MigrationTarget`); the order of things is decided here.
+in ``schema_migrations``.
 
-A script whose first line is ``-- polylogue: no-transaction`` runs outside a transaction
-(PostgreSQL's ``CREATE INDEX CONCURRENTLY`` needs that); the target decides how to lock it.
+There is one target shape: the backend itself (:class:`MigrationBackend`). It lends the
+runner a connection outside any transaction and its own transaction verbs; everything else
+is named queries, and what differs by dialect is *which* queries its set declares
+(``dialect_queries``), so the order of things lives here once:
+
+- the version is the newest recorded script where ``current_schema_version`` is declared
+  (PostgreSQL, DuckDB), else SQLite's ``PRAGMA user_version``, written in each script's
+  transaction;
+- ``lock_migrations(lock_key)`` and ``create_schema_if_missing`` run first in each
+  transaction where declared (PostgreSQL's advisory lock); elsewhere BEGIN is the lock
+  (SQLite's ``BEGIN IMMEDIATE``, DuckDB's write lock);
+- a script whose first line is ``-- polylogue: no-transaction`` (PostgreSQL's ``CREATE
+  INDEX CONCURRENTLY``) runs under ``lock_migrations_session`` where declared, and is
+  refused elsewhere;
+- ``foreign_key_check``, ``quick_check`` and ``dangling_references`` check each script's
+  result before its commit where declared.
+
+Two things are not queries and stay small hooks on the backend: copying the database aside
+(:meth:`MigrationBackend.write_migration_backup`, a file copy; SQLite only) and preparing
+the connection (:meth:`MigrationBackend.migration_connection`; SQLite turns foreign keys off
+there, which table rebuilds need and which only takes effect outside a transaction).
+A third, :meth:`MigrationBackend.migration_statements`, says how the driver takes a script.
 
 Applied scripts are never edited, with one explicit exception: a fix that has the same
 effect (SQLite's 0002 was rewritten to build its index before recounting, not after) names
 the text it replaces in its header, ``-- polylogue: replaces sha256:<checksum of the old
 file>``. A database that recorded a listed checksum is not drift; any other difference is.
-
-Before the first script changes a database that already holds a schema (version >= 1), a
-target that can (:class:`BackupTarget`, SQLite) writes a backup of it, named in every
-error that follows; the target checks each script's result before committing it.
+Before the first script changes a database that already holds a schema (version >= 1), the
+backend may write a backup of it, named in every error that follows.
 """
 
 from __future__ import annotations
 
-import hashlib
-import re
-from collections.abc import Iterator
-from contextlib import AbstractContextManager, ExitStack
+from collections.abc import Iterable, Iterator, Mapping
+from contextlib import AbstractContextManager, contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any, Protocol, runtime_checkable
+from typing import Any, Protocol
 
 from polylogue.errors import MigrationError, SchemaVersionError
 from polylogue.storage.faults import cleaning_up
-from polylogue.storage.sqlfiles import resource_dir
-
-DIRECTIVE_PREFIX = "-- polylogue:"
-NO_TRANSACTION_MARKER = f"{DIRECTIVE_PREFIX} no-transaction"
-REPLACES_DIRECTIVE = f"{DIRECTIVE_PREFIX} replaces sha256:"
-_SCRIPT_NAME = re.compile(r"(?P<version>\d{4})_(?P<slug>[a-z0-9][a-z0-9_]*)\.sql")
-_REPLACES = re.compile(r"replaces sha256:(?P<checksum>[0-9a-f]{64})")
-
-
-@dataclass(frozen=True)
-class MigrationScript:
-    """One numbered script on disk."""
-
-    version: int
-    name: str
-    path: Path
-    sql: str
-    checksum: str
-    no_transaction: bool
-    replaces: frozenset[str] = frozenset()
-    """Checksums of earlier texts of this script that had the same effect."""
+from polylogue.storage.migration_scripts import (
+    NO_TRANSACTION_MARKER,
+    REPLACES_DIRECTIVE,
+    MigrationScript,
+    discover,
+    is_baseline,
+    iter_statements,
+)
 
 
 @dataclass(frozen=True)
@@ -99,161 +101,59 @@ class MigrationStatus:
         return [m for m in self.applied if m.changed]
 
 
-class MigrationTarget(Protocol):
-    """What a backend gives the runner: one connection and its dialect's mechanics."""
+class MigrationBackend(Protocol):
+    """What the runner needs of a backend (:class:`~polylogue.storage.backends.base.SQLBackend`)."""
 
-    dialect: str
     queries: Any
+
+    @property
+    def dialect_queries(self) -> Mapping[str, Any]:
+        """The queries only its dialect declares (which of the optional ones it has)."""
+
+    @property
+    def migration_lock_key(self) -> int:
+        """The ``lock_key`` of the ``lock_migrations*`` queries, where declared."""
+
+    @property
+    def migration_dialect(self) -> str:
+        """The folder of its scripts under ``migrations/``."""
+
+    def migration_statements(self, sql: str) -> Iterable[str]:
+        """The statements of a script, as the driver runs them."""
 
     def migration_connection(self) -> AbstractContextManager[Any]:
         """A connection outside any transaction, prepared for migrating, for the run."""
 
-    def begin_locked(self, conn: Any) -> None:
-        """Open a transaction holding the migration write lock."""
+    def migration_transaction(self, conn: Any) -> AbstractContextManager[None]:
+        """BEGIN ... COMMIT on ``conn`` with the binding's own verbs; any failure rolls back."""
 
-    def commit(self, conn: Any) -> None: ...
+    def migration_errors(self, operation: str) -> AbstractContextManager[None]:
+        """Driver errors as :class:`~polylogue.errors.DatabaseError` naming ``operation``."""
 
-    def rollback(self, conn: Any) -> None: ...
-
-    def read_version(self, conn: Any) -> int:
-        """The schema version the database is at (0 when empty)."""
-
-    def write_version(self, conn: Any, version: int) -> None:
-        """Store ``version`` (inside the script's transaction)."""
-
-    def run_script(self, conn: Any, sql: str) -> None:
-        """Execute every statement of ``sql`` on ``conn``."""
-
-    def check_before_commit(self, conn: Any) -> None:
-        """Raise if the script left the database inconsistent."""
-
-    def session_lock(self, conn: Any) -> AbstractContextManager[None]:
-        """Hold the migration lock outside a transaction (for ``no-transaction`` scripts).
-
-        Raise :class:`MigrationError` if the dialect has no such scripts.
-        """
-
-    def run_script_outside_transaction(self, conn: Any, sql: str) -> None:
-        """Execute ``sql`` statement by statement, each committing on its own."""
-
-
-@runtime_checkable
-class BackupTarget(Protocol):
-    """A target that can copy the database aside before migrating it (SQLite)."""
-
-    def write_backup(self, conn: Any, version: int, reaching: int) -> Path | None:
-        """Copy the database, at ``version``, beside it before it is migrated to
-        ``reaching``; return the copy, or None when there is nothing to copy (memory, or
-        backups turned off for this backend). ``conn`` holds the migration lock."""
-
-
-def discover(dialect: str, folder: Path | None = None) -> list[MigrationScript]:
-    """The scripts of ``dialect`` in version order; refuses bad names, gaps, duplicates."""
-    folder = folder or resource_dir("migrations", dialect)
-    scripts: dict[int, MigrationScript] = {}
-    for path in sorted(folder.glob("*.sql")):
-        match = _SCRIPT_NAME.fullmatch(path.name)
-        if not match:
-            raise MigrationError(
-                f"{path}: migration scripts are named NNNN_short_slug.sql"
-                " (four digits, lower-case slug)"
-            )
-        version = int(match["version"])
-        if version in scripts:
-            raise MigrationError(
-                f"{path}: version {version} is also {scripts[version].path.name};"
-                " each version has exactly one script"
-            )
-        raw = path.read_bytes()
-        sql = raw.decode("utf-8")
-        scripts[version] = MigrationScript(
-            version=version,
-            name=path.stem,
-            path=path,
-            sql=sql,
-            checksum=hashlib.sha256(raw).hexdigest(),
-            no_transaction=sql.lstrip().startswith(NO_TRANSACTION_MARKER),
-            replaces=_replaced_checksums(path, sql),
-        )
-    ordered = [scripts[v] for v in sorted(scripts)]
-    if not ordered:
-        raise MigrationError(f"{folder}: no migration scripts")
-    first = ordered[0]
-    if first.version != 1 and not is_baseline(first):
-        raise MigrationError(
-            f"{folder}: no script for version 1 before {first.path.name}; only a"
-            " NNNN_baseline*.sql script may start the history above version 1"
-        )
-    for expected, script in enumerate(ordered, start=first.version):
-        if script.version != expected:
-            raise MigrationError(
-                f"{folder}: no script for version {expected} before {script.path.name};"
-                " versions must follow each other without gaps"
-            )
-    return ordered
-
-
-def _replaced_checksums(path: Path, sql: str) -> frozenset[str]:
-    """The ``-- polylogue: replaces sha256:<hex>`` lines of the script's header.
-
-    Only the comment lines before the first statement count. An unknown or malformed
-    ``-- polylogue:`` directive there is an error: a typo must not silently turn drift
-    detection off, nor a script meant to run outside a transaction into one that does not.
-    """
-    found: set[str] = set()
-    first_line = True
-    for number, line in enumerate(sql.splitlines(), start=1):
-        stripped = line.strip()
-        if not stripped:
-            continue
-        if not stripped.startswith("--"):
-            break
-        if stripped.startswith(DIRECTIVE_PREFIX):
-            directive = stripped[len(DIRECTIVE_PREFIX) :].strip()
-            replaced = _REPLACES.fullmatch(directive)
-            if replaced:
-                found.add(replaced["checksum"])
-            elif directive != "no-transaction" or not first_line:
-                raise MigrationError(
-                    f"{path}:{number}: unknown migration directive {stripped!r}; the header"
-                    f" may hold '{NO_TRANSACTION_MARKER}' (first line only) and"
-                    f" '{REPLACES_DIRECTIVE}<64 lower-case hex digits of the earlier file>'"
-                )
-        first_line = False
-    return frozenset(found)
-
-
-def is_baseline(script: MigrationScript) -> bool:
-    """A baseline creates the whole schema at its version on an empty database.
-
-    PostgreSQL and DuckDB start from one (``0004_baseline.sql``) instead of replaying
-    SQLite's history; it applies only to a database at version 0.
-    """
-    return script.name.split("_", 1)[1].startswith("baseline")
+    def write_migration_backup(self, conn: Any, version: int, reaching: int) -> Path | None:
+        """Copy the database (at ``version``) aside before it is migrated to ``reaching``;
+        None when there is nothing to copy. ``conn`` holds the migration lock."""
 
 
 class MigrationRunner:
-    """Applies the scripts of ``target.dialect`` to the database behind ``target``."""
+    """Applies the scripts of ``target``'s dialect to the database behind it."""
 
     def __init__(
-        self, target: MigrationTarget, folder: Path | None = None, *, where: str = ""
+        self, target: MigrationBackend, folder: Path | None = None, *, where: str = ""
     ) -> None:
         self.target = target
         self.where = where
         """The database, for messages (``backend.describe()``)."""
-        self.scripts = discover(target.dialect, folder)
+        self.scripts = discover(target.migration_dialect, folder)
         self.target_version = self.scripts[-1].version
         self.backup_path: Path | None = None
         """The backup the last :meth:`migrate` wrote before changing the database, if any."""
-        self._backup_to: BackupTarget | None = None
-        """Who writes the backup this run still owes, if it owes one."""
+        self._backup_due = False
 
     def status(self) -> MigrationStatus:
         """Report version, applied scripts with checksums, pending scripts; change nothing."""
         with self.target.migration_connection() as conn:
-            current = self.target.read_version(conn)
-            applied = self._applied(conn)
-        return self._status(current, applied)
+            return self._status(read_version(self.target, conn), self._applied(conn))
 
     def migrate(
         self, *, dry_run: bool = False, allow_changed: bool = False, backup: bool = True
@@ -261,8 +161,8 @@ class MigrationRunner:
         """Apply pending scripts (or, with ``dry_run``, list them) and return them.
 
         With ``backup`` (the default), a database at version >= 1 is first copied beside
-        itself if the target can (:class:`BackupTarget`); :attr:`backup_path` names the
-        copy. Raises :class:`SchemaVersionError` for a database newer than this code and
+        itself if the backend can (SQLite); :attr:`backup_path` names the copy. Raises
+        :class:`SchemaVersionError` for a database newer than this code and
         :class:`MigrationError` when an applied script was edited (unless
         ``allow_changed``), the backup cannot be written, or a script or the check of its
         result fails; a failed script leaves the database at the version it had before
@@ -270,11 +170,10 @@ class MigrationRunner:
         """
         self.backup_path = None
         with self.target.migration_connection() as conn:
-            status = self._status(self.target.read_version(conn), self._applied(conn))
+            status = self._status(read_version(self.target, conn), self._applied(conn))
             # Decided by the version the run starts from: a new database migrated from 0
             # has nothing to lose, even once its first script has run.
-            due = backup and status.current_version >= 1
-            self._backup_to = self.target if due and isinstance(self.target, BackupTarget) else None
+            self._backup_due = backup and status.current_version >= 1
             if status.changed and not allow_changed:
                 names = ", ".join(
                     f"{m.name} (applied sha256:{m.checksum[:12]},"
@@ -287,13 +186,17 @@ class MigrationRunner:
                 )
             if dry_run:
                 return status.pending
-            done: list[MigrationScript] = []
-            for script in status.pending:
-                if self._apply(conn, script):
-                    done.append(script)
+            done = [script for script in status.pending if self._apply(conn, script)]
             if not status.pending and status.unrecorded:
-                self._adopt_only(conn)
+                with self._locked(conn):
+                    self._record_missing(conn, read_version(self.target, conn))
             return done
+
+    def run_script(self, conn: Any, sql: str) -> None:
+        """Execute every statement of ``sql`` on ``conn``."""
+        for statement in self.target.migration_statements(sql):
+            with self.target.migration_errors("migrate"):
+                conn.execute(statement)
 
     def _status(self, current: int, applied: list[AppliedMigration]) -> MigrationStatus:
         if current > self.target_version:
@@ -322,11 +225,10 @@ class MigrationRunner:
         by_version = {s.version: s for s in self.scripts}
         applied = []
         for row in queries.get_applied_migrations(conn):
-            version = int(row["version"])
-            script = by_version.get(version)
+            script = by_version.get(int(row["version"]))
             applied.append(
                 AppliedMigration(
-                    version=version,
+                    version=int(row["version"]),
                     name=str(row["name"]),
                     checksum=str(row["checksum"]),
                     applied_at=str(row["applied_at"]),
@@ -336,35 +238,45 @@ class MigrationRunner:
             )
         return applied
 
+    def _has(self, query: str) -> bool:
+        return query in self.target.dialect_queries
+
+    @contextmanager
+    def _locked(self, conn: Any) -> Iterator[None]:
+        """One transaction holding the migration lock: BEGIN, then the dialect's lock."""
+        with self.target.migration_transaction(conn):
+            with self.target.migration_errors("migrate (begin)"):
+                if self._has("lock_migrations"):
+                    self.target.queries.lock_migrations(
+                        conn, lock_key=self.target.migration_lock_key
+                    )
+                if self._has("create_schema_if_missing"):
+                    self.target.queries.create_schema_if_missing(conn)
+            yield
+
     def _apply(self, conn: Any, script: MigrationScript) -> bool:
         """Apply one script unless another process got there first; True when applied."""
         if script.no_transaction:
             return self._apply_without_transaction(conn, script)
-        target = self.target
-        current = script.version - 1
-        backing_up = False
-        target.begin_locked(conn)
+        current, backing_up = script.version - 1, False
         try:
-            current = target.read_version(conn)
-            if current >= script.version:
-                target.rollback(conn)
-                return False
-            self._check_next(current, script)
-            # Inside the lock: the copy is exactly what this run starts from, and of
-            # several processes opening one old archive only the one that migrates copies.
-            backing_up = True
-            self._back_up(conn, current)
-            backing_up = False
-            self._record_missing(conn, current)
-            target.run_script(conn, script.sql)
-            self._record(conn, script)
-            target.write_version(conn, script.version)
-            target.check_before_commit(conn)
-            target.commit(conn)
-        except BaseException as exc:
-            with cleaning_up(exc, "the rollback"):
-                target.rollback(conn)
-            if isinstance(exc, SchemaVersionError) or not isinstance(exc, Exception):
+            with self._locked(conn):
+                current = read_version(self.target, conn)
+                if current >= script.version:
+                    return False
+                self._check_next(current, script)
+                # Inside the lock: the copy is exactly what this run starts from, and of
+                # several processes opening one old archive only the one that migrates copies.
+                backing_up = True
+                self._back_up(conn, current)
+                backing_up = False
+                self._record_missing(conn, current)
+                self.run_script(conn, script.sql)
+                self._record(conn, script)
+                self._write_version(conn, script.version)
+                self._check_result(conn)
+        except Exception as exc:
+            if isinstance(exc, SchemaVersionError):
                 raise
             if backing_up:
                 raise _backup_failed(exc, current) from exc
@@ -374,27 +286,16 @@ class MigrationRunner:
             ) from exc
         return True
 
-    def _back_up(self, conn: Any, current: int) -> None:
-        """Write the backup once per run, before the first script touches a database
-        that held a schema when the run started."""
-        writer, self._backup_to = self._backup_to, None
-        if writer is not None and current >= 1:
-            self.backup_path = writer.write_backup(conn, current, self.target_version)
-
-    def _backup_note(self) -> str:
-        if self.backup_path is None:
-            return ""
-        return f"; the backup made before migrating is {self.backup_path}"
-
     def _apply_without_transaction(self, conn: Any, script: MigrationScript) -> bool:
         """Run a ``no-transaction`` script under the session lock, then record it."""
-        target = self.target
-        with ExitStack() as stack:
-            try:
-                stack.enter_context(target.session_lock(conn))
-            except MigrationError as exc:
-                raise MigrationError(f"migration {script.path.name}: {exc}") from exc
-            current = target.read_version(conn)
+        if not self._has("lock_migrations_session"):
+            name = _DIALECT_NAMES.get(self.target.migration_dialect, self.target.migration_dialect)
+            raise MigrationError(
+                f"migration {script.path.name}: {name} migrations always run in a"
+                " transaction; remove the no-transaction marker"
+            )
+        with self._session_locked(conn):
+            current = read_version(self.target, conn)
             if current >= script.version:
                 return False
             self._check_next(current, script)
@@ -403,7 +304,9 @@ class MigrationRunner:
             except Exception as exc:
                 raise _backup_failed(exc, current) from exc
             try:
-                target.run_script_outside_transaction(conn, script.sql)
+                # One statement per execute: several in one call would form an implicit
+                # transaction, where CREATE INDEX CONCURRENTLY is refused.
+                self.run_script(conn, script.sql)
             except Exception as exc:
                 raise MigrationError(
                     f"migration {script.path.name} (no-transaction) failed: {exc}; the"
@@ -411,28 +314,45 @@ class MigrationRunner:
                     " completed before the failure are not undone, so write such scripts to"
                     f" be re-runnable (IF NOT EXISTS){self._backup_note()}"
                 ) from exc
-            target.begin_locked(conn)
-            try:
+            with self._locked(conn):
                 self._record_missing(conn, current)
                 self._record(conn, script)
-                target.write_version(conn, script.version)
-                target.commit(conn)
-            except BaseException as exc:
-                with cleaning_up(exc, "the rollback"):
-                    target.rollback(conn)
-                raise
+                self._write_version(conn, script.version)
         return True
 
-    def _adopt_only(self, conn: Any) -> None:
-        target = self.target
-        target.begin_locked(conn)
+    @contextmanager
+    def _session_locked(self, conn: Any) -> Iterator[None]:
+        queries, key = self.target.queries, self.target.migration_lock_key
+        with self.target.migration_errors("migrate (session lock)"):
+            queries.lock_migrations_session(conn, lock_key=key)
         try:
-            self._record_missing(conn, target.read_version(conn))
-            target.commit(conn)
+            yield
         except BaseException as exc:
-            with cleaning_up(exc, "the rollback"):
-                target.rollback(conn)
+            with cleaning_up(exc, "the unlock"):
+                self._unlock_session(conn)
             raise
+        self._unlock_session(conn)
+
+    def _unlock_session(self, conn: Any) -> None:
+        if not getattr(conn, "closed", False):  # a lost session has released its lock
+            with self.target.migration_errors("migrate (session unlock)"):
+                self.target.queries.unlock_migrations_session(
+                    conn, lock_key=self.target.migration_lock_key
+                )
+
+    def _back_up(self, conn: Any, current: int) -> None:
+        """Write the backup once per run, before the first script touches a database
+        that held a schema when the run started."""
+        due, self._backup_due = self._backup_due, False
+        if due and current >= 1:
+            self.backup_path = self.target.write_migration_backup(
+                conn, current, self.target_version
+            )
+
+    def _backup_note(self) -> str:
+        if self.backup_path is None:
+            return ""
+        return f"; the backup made before migrating is {self.backup_path}"
 
     def _check_next(self, current: int, script: MigrationScript) -> None:
         if current == 0 and script is self.scripts[0]:
@@ -441,6 +361,34 @@ class MigrationRunner:
             raise MigrationError(
                 f"cannot apply {script.path.name} to a database at version {current}"
             )
+
+    def _check_result(self, conn: Any) -> None:
+        """Raise if the script left the database inconsistent (the dialect's checks)."""
+        queries = self.target.queries
+        if self._has("foreign_key_check"):
+            broken = [tuple(row) for row in queries.foreign_key_check(conn)]
+            if broken:
+                raise MigrationError(
+                    f"foreign key check failed after the script: {len(broken)} rows, first"
+                    f" {broken[:5]} (table, rowid, parent, fkid)"
+                )
+        if self._has("quick_check"):
+            # Sees the script's uncommitted pages: a damaged file or a NOT NULL/CHECK
+            # violation is found before anything is committed, not by the next reader.
+            problems = [str(row["problem"]) for row in queries.quick_check(conn)]
+            if problems != ["ok"]:
+                raise MigrationError(
+                    f"quick_check failed after the script: {len(problems)} problems, first"
+                    f" {problems[:3]}"
+                )
+        if self._has("dangling_references"):
+            # DuckDB's schema has no foreign keys (see its baseline): this stands in.
+            dangling = queries.dangling_references(conn)
+            if dangling:
+                first = ", ".join(
+                    f"{row['child']} -> {row['parent']} ({row['key']!r})" for row in dangling
+                )
+                raise MigrationError(f"the script left rows pointing at nothing: {first}")
 
     def _record_missing(self, conn: Any, current: int) -> None:
         """Adopt a database made before ``schema_migrations`` existed: record its versions."""
@@ -460,6 +408,29 @@ class MigrationRunner:
             applied_at=datetime.now(UTC).isoformat(timespec="seconds"),
         )
 
+    def _write_version(self, conn: Any, version: int) -> None:
+        """SQLite keeps its version in the file header (elsewhere: the newest record)."""
+        if not self._has("current_schema_version"):
+            conn.execute(f"PRAGMA user_version = {int(version)}")
+
+
+_DIALECT_NAMES = {"sqlite": "SQLite", "duckdb": "DuckDB", "postgres": "PostgreSQL"}
+
+
+def read_version(target: MigrationBackend, conn: Any) -> int:
+    """The schema version the database behind ``conn`` is at (0 when empty)."""
+    with target.migration_errors("read schema version"):
+        if "current_schema_version" not in target.dialect_queries:
+            return read_user_version(conn)
+        if not target.queries.schema_migrations_exists(conn):
+            return 0
+        return int(target.queries.current_schema_version(conn))
+
+
+def read_user_version(conn: Any) -> int:
+    """SQLite's ``PRAGMA user_version``: where SQLite keeps its schema version."""
+    return int(conn.execute("PRAGMA user_version").fetchone()[0])
+
 
 def _backup_failed(exc: Exception, current: int) -> MigrationError:
     return MigrationError(
@@ -469,40 +440,17 @@ def _backup_failed(exc: Exception, current: int) -> MigrationError:
     )
 
 
-def iter_statements(script: str, is_complete: Any) -> Iterator[str]:
-    """Split ``script`` into statements using the driver's ``is_complete(text)`` test.
-
-    Splitting at every ``;`` and gluing pieces until the driver says the text is a complete
-    statement keeps semicolons inside strings, comments and trigger bodies intact.
-    """
-    buffer = ""
-    for piece in script.split(";"):
-        buffer += piece + ";"
-        if is_complete(buffer):
-            if _has_code(buffer):
-                yield buffer
-            buffer = ""
-    if _has_code(buffer.rstrip(";")):
-        yield buffer
-
-
-def _has_code(text: str) -> bool:
-    for line in text.splitlines():
-        stripped = line.strip()
-        if stripped and not stripped.startswith("--") and stripped != ";":
-            return True
-    return False
-
-
 __all__ = [
     "NO_TRANSACTION_MARKER",
     "REPLACES_DIRECTIVE",
     "AppliedMigration",
-    "BackupTarget",
+    "MigrationBackend",
     "MigrationRunner",
     "MigrationScript",
     "MigrationStatus",
-    "MigrationTarget",
     "discover",
+    "is_baseline",
     "iter_statements",
+    "read_user_version",
+    "read_version",
 ]

@@ -74,8 +74,9 @@ def _not_blank(value: str) -> str:
 
 def _provider_name(value: str) -> str:
     if not _PROVIDER_NAME.fullmatch(value):
+        # Capitalised unlike the other messages: existing callers match "Must start with a letter".
         raise ValueError(
-            f"must start with a letter and hold only letters, digits, '-' and '_' (got {value!r})"
+            f"Must start with a letter and hold only letters, digits, '-' and '_' (got {value!r})"
         )
     return value
 

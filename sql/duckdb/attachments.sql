@@ -166,10 +166,10 @@ WHERE
 RETURNING ref_id, attachment_id;
 
 -- name: prune_attachment_refs_many(conversation_id, keep_conversation_id, keep_ref_id)
--- prune_attachment_refs for a whole batch of conversations in one statement (DuckDB
--- only): delete the refs of the conversations in conversation_id except the pairs
--- (keep_conversation_id[i], keep_ref_id[i]); return each deleted ref (ref_id,
--- attachment_id).
+-- prune_attachment_refs for a whole batch of conversations in one statement (dialects
+-- that bind lists, polylogue.storage.queries.LIST_QUERIES): delete the refs of the
+-- conversations in conversation_id except the pairs (keep_conversation_id[i],
+-- keep_ref_id[i]); return each deleted ref (ref_id, attachment_id).
 DELETE FROM attachment_refs
 WHERE
     conversation_id IN (SELECT unnest(cast(:conversation_id AS VARCHAR[])))

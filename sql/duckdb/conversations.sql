@@ -42,7 +42,7 @@ WHERE (
 );
 
 -- name: upsert_conversations(conversation_id, provider_name, provider_conversation_id, title, created_at, updated_at, content_hash, provider_meta, version)!
--- upsert_conversation for a whole batch in one statement (DuckDB only: a statement costs
+-- upsert_conversation for a whole batch in one statement (a DuckDB statement costs
 -- milliseconds here). Each parameter is the list of one column's values. When an id
 -- occurs twice in the batch the last occurrence wins, as if the rows were upserted one
 -- after the other (DuckDB itself would keep the first).

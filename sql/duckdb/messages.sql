@@ -6,8 +6,9 @@
 -- one upsert_messages. For a large one DuckDB's ON CONFLICT costs tens of microseconds a
 -- row, growing with the table, and so does any join that carries the message texts; so
 -- it is classify_messages (ids only: which are new, which stored), insert_messages (a
--- plain insert of the new ones) and, only when some were stored, update_changed_messages.
--- Both ways give the same result. Each message id occurs once in a batch: the binding
+-- plain insert of the new ones) and, only when some were stored, update_changed_messages
+-- (from DuckDBBackend.split_upsert_rows messages on; the binding runs the three, see
+-- polylogue/storage/backends/writes.py). Both ways give the same result. Each message id occurs once in a batch: the binding
 -- keeps the last of repeated ids.
 -- A message id belongs to one conversation for good: no statement here changes a message
 -- stored under another conversation; upsert_messages (RETURNING) and classify_messages

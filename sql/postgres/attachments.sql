@@ -124,7 +124,7 @@ ORDER BY
 
 -- name: lock_attachments(attachment_id)
 -- Lock the rows of the given attachments (a list of ids), in id order, before their refs
--- are recounted (PostgreSQL only). The lock is the one upsert_attachments takes.
+-- are recounted (dialects whose writers lock rows: ROW_LOCK_QUERIES). The lock is the one upsert_attachments takes.
 SELECT a.attachment_id
 FROM attachments AS a
 WHERE a.attachment_id = any(cast(:attachment_id AS TEXT[]))

@@ -166,7 +166,7 @@ ORDER BY
 LIMIT cast(:max_rows AS BIGINT) OFFSET cast(:skip_rows AS BIGINT);
 
 -- name: lock_conversation(conversation_id)$
--- Lock a conversation's row against every other writer (PostgreSQL only), before it is
+-- Lock a conversation's row against every other writer (ROW_LOCK_QUERIES), before it is
 -- deleted: until the end of the transaction nobody adds a ref or message to it (their
 -- foreign-key checks wait), and the statements after this one see every ref committed
 -- before, so the delete's prune counts them all and the cascade finds none left.

@@ -59,7 +59,10 @@ ORDER BY a.attachment_id ASC, r.message_id ASC;
 
 -- name: prune_attachment_refs(conversation_id, keep_ref_ids)
 -- Delete the refs of a conversation that are not in keep_ref_ids (a JSON array) and
--- return each deleted ref (ref_id, attachment_id), for refresh_ref_counts.
+-- return each deleted ref (ref_id, attachment_id), for refresh_ref_counts. This is also
+-- how SQLite prunes a batch, one statement per conversation: it binds no lists, a JSON
+-- array cannot carry conversation ids (json_each stops at U+0000, which they may hold;
+-- ref ids are hex digests), and a DELETE ... RETURNING cannot run row-wise (*!).
 DELETE FROM attachment_refs
 WHERE
     attachment_refs.conversation_id = :conversation_id

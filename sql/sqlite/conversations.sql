@@ -40,6 +40,46 @@ WHERE (
     OR conversations.provider_meta IS NOT excluded.provider_meta
 );
 
+-- name: upsert_conversations(conversation_id, provider_name, provider_conversation_id, title, created_at, updated_at, content_hash, provider_meta, version)*!
+-- upsert_conversation for a whole batch, run once per row (executemany): SQLite binds no
+-- lists, and a statement here costs microseconds, so row-wise is its set-based form. The
+-- row count is the sum over rows: how many were inserted or changed.
+INSERT INTO conversations (
+    conversation_id,
+    provider_name,
+    provider_conversation_id,
+    title,
+    created_at,
+    updated_at,
+    content_hash,
+    provider_meta,
+    version
+)
+VALUES (
+    :conversation_id,
+    :provider_name,
+    :provider_conversation_id,
+    :title,
+    :created_at,
+    :updated_at,
+    :content_hash,
+    :provider_meta,
+    :version
+)
+ON CONFLICT (conversation_id) DO UPDATE SET
+    title = excluded.title,
+    created_at = excluded.created_at,
+    updated_at = excluded.updated_at,
+    content_hash = excluded.content_hash,
+    provider_meta = excluded.provider_meta
+WHERE (
+    conversations.title IS NOT excluded.title
+    OR conversations.created_at IS NOT excluded.created_at
+    OR conversations.updated_at IS NOT excluded.updated_at
+    OR conversations.content_hash IS NOT excluded.content_hash
+    OR conversations.provider_meta IS NOT excluded.provider_meta
+);
+
 -- name: get_conversation(conversation_id)^
 -- One conversation by id, or nothing.
 SELECT

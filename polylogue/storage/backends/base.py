@@ -3,40 +3,31 @@
 A dialect subclass supplies connections (``_acquire``/``_release``), the transaction verbs
 it needs and its driver's exception types; everything a method *does* is here, as calls of
 queries named like the method (``get_messages`` runs ``sql/<dialect>/messages.sql``'s
-``get_messages``).
-
-Transactions are per thread. ``begin()`` at depth 0 takes a connection and opens a
-transaction on it, which stays pinned to the thread until the matching ``commit()`` or
-``rollback()``; deeper ``begin()`` calls open savepoints ``sp_1``, ``sp_2``, ...
-
-Outside a transaction every write call runs in a transaction of its own. Inside one, a
-write call that fails marks its level failed, as PostgreSQL does: ``commit()`` of that
-level rolls it back and raises :class:`TransactionError`, so the partial work of a failed
-call is never committed. To carry on after a failure, run the call in a nested
-``transaction()`` (a savepoint). No savepoint is taken per call: on the bundle path that
-costs about a sixth of SQLite's write throughput (measured, docs/BENCHMARKS.md).
+``get_messages``). Connections and transactions are the base class's
+(:mod:`~polylogue.storage.backends.transactions`); which queries exist is
+:data:`polylogue.storage.queries.QUERIES`.
 """
 
 from __future__ import annotations
 
-import threading
-from collections.abc import Callable, Iterator, Mapping, Sequence
-from contextlib import contextmanager
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from contextlib import AbstractContextManager, contextmanager
+from pathlib import Path
 from typing import Any, ClassVar, TypeVar
 
-from aiosql.types import SQLOperationType
 from pydantic import BaseModel
 
-from polylogue.errors import (
-    DatabaseError,
-    IntegrityError,
-    OperationalError,
-    TransactionError,
-    TransientError,
-)
+from polylogue.errors import MigrationError
 from polylogue.storage import batches, rows
-from polylogue.storage.faults import cleaning_up, note_cleanup_failure, one_line, run_cleanups
-from polylogue.storage.migrate import MigrationRunner, MigrationTarget
+from polylogue.storage.backends.writes import SetWrites
+from polylogue.storage.faults import cleaning_up
+from polylogue.storage.migrate import MigrationRunner, read_version
+from polylogue.storage.queries import (
+    LIST_QUERIES,
+    QUERIES,
+    ROW_LOCK_QUERIES,
+    SPLIT_UPSERT_QUERIES,
+)
 from polylogue.storage.records import (
     AttachmentRecord,
     ConversationRecord,
@@ -46,397 +37,42 @@ from polylogue.storage.records import (
 from polylogue.storage.sqlfiles import QuerySpec, load_queries
 from polylogue.types import ConversationId
 
-_CONVERSATION_COLUMNS = (
-    "conversation_id",
-    "provider_name",
-    "provider_conversation_id",
-    "title",
-    "created_at",
-    "updated_at",
-    "content_hash",
-    "provider_meta",
-    "version",
-)
-_MESSAGE_COLUMNS = (
-    "message_id",
-    "conversation_id",
-    "provider_message_id",
-    "role",
-    "text",
-    "timestamp",
-    "content_hash",
-    "provider_meta",
-    "version",
-)
-
-QUERIES: dict[str, QuerySpec] = {
-    # conversations.sql
-    "upsert_conversation": QuerySpec("conversations.sql", _CONVERSATION_COLUMNS, "!"),
-    "get_conversation": QuerySpec("conversations.sql", ("conversation_id",), "^"),
-    "list_conversations": QuerySpec(
-        "conversations.sql", ("source", "provider", "max_rows", "skip_rows")
-    ),
-    "delete_conversation": QuerySpec("conversations.sql", ("conversation_id",), "!"),
-    # messages.sql
-    "upsert_messages": QuerySpec("messages.sql", _MESSAGE_COLUMNS, "*!", bulk=True, returning=True),
-    "get_messages": QuerySpec("messages.sql", ("conversation_id",)),
-    "delete_conversation_messages": QuerySpec("messages.sql", ("conversation_id",), "!"),
-    # attachments.sql
-    "upsert_attachments": QuerySpec(
-        "attachments.sql",
-        ("attachment_id", "mime_type", "size_bytes", "path", "provider_meta"),
-        "*!",
-        bulk=True,
-    ),
-    "insert_attachment_refs": QuerySpec(
-        "attachments.sql",
-        ("ref_id", "attachment_id", "conversation_id", "message_id", "provider_meta"),
-        "*!",
-        bulk=True,
-    ),
-    "refresh_ref_counts": QuerySpec("attachments.sql", ("attachment_id",), "*!", bulk=True),
-    "get_attachments": QuerySpec("attachments.sql", ("conversation_id",)),
-    "prune_attachment_refs": QuerySpec("attachments.sql", ("conversation_id", "keep_ref_ids")),
-    "delete_unreferenced_attachments": QuerySpec(
-        "attachments.sql", ("attachment_id",), "*!", bulk=True
-    ),
-    # runs.sql
-    "record_run": QuerySpec(
-        "runs.sql",
-        (
-            "run_id",
-            "timestamp",
-            "plan_snapshot",
-            "counts_json",
-            "drift_json",
-            "is_indexed",
-            "duration_ms",
-        ),
-        "!",
-    ),
-    "get_runs": QuerySpec("runs.sql", ("max_rows",)),
-    # stats.sql
-    "provider_counts": QuerySpec("stats.sql"),
-    "messages_per_month": QuerySpec("stats.sql"),
-    # schema_migrations.sql (the migration runner's bookkeeping)
-    "create_schema_migrations": QuerySpec("schema_migrations.sql", (), "!"),
-    "schema_migrations_exists": QuerySpec("schema_migrations.sql", (), "$"),
-    "get_applied_migrations": QuerySpec("schema_migrations.sql"),
-    "record_migration": QuerySpec(
-        "schema_migrations.sql", ("version", "name", "checksum", "applied_at"), "!"
-    ),
-}
-"""Every query the binding calls, on every dialect: name -> file, parameters, operation."""
-
 _R = TypeVar("_R", bound=BaseModel)
 
 
-class _ThreadState:
-    """The transaction of one thread: its pinned connection and nesting depth."""
-
-    __slots__ = ("conn", "depth", "failed_level", "failure")
-
-    def __init__(self) -> None:
-        self.conn: Any = None
-        self.depth = 0
-        self.failed_level: int | None = None
-        """The outermost level a failed call (or a rollback that could not be honoured
-        by a savepoint) has marked; its commit() must roll back and raise."""
-        self.failure = ""
-
-    def mark_failed(self, level: int, why: str) -> None:
-        if self.failed_level is None or level < self.failed_level:
-            self.failed_level, self.failure = level, why
-
-
-class SQLBackend:
+class SQLBackend(SetWrites):
     """The :class:`~polylogue.protocols.StorageBackend` binding, shared by every dialect."""
 
     dialect: ClassVar[str]
     sql_folder: ClassVar[str | None] = None
     """The folder name under ``sql/`` and ``migrations/`` when it is not ``dialect``."""
     driver_adapter: ClassVar[str | Callable[..., Any]]
-    driver_errors: ClassVar[tuple[type[Exception], ...]] = ()
-    integrity_errors: ClassVar[tuple[type[Exception], ...]] = ()
-    operational_errors: ClassVar[tuple[type[Exception], ...]] = ()
-    transient_errors: ClassVar[tuple[type[Exception], ...]] = ()
-    """Conflicts with concurrent transactions that a retry of the transaction may clear."""
     dialect_queries: ClassVar[Mapping[str, QuerySpec]] = {}
-    """Queries only this dialect needs (connection pragmas, locks), checked like the rest."""
-    supports_savepoints: ClassVar[bool] = True
-    begin_verb: ClassVar[str] = "BEGIN"
+    """Queries only this dialect needs (connection pragmas), checked like the rest."""
 
     def __init__(self) -> None:
+        super().__init__()
         self.queries: Any = load_queries(
-            self.sql_folder or self.dialect,
-            self.driver_adapter,
-            {**QUERIES, **self.dialect_queries},
-        )
-        self._local = threading.local()
-
-    # -- what a dialect provides ------------------------------------------------------
-
-    def describe(self) -> str:
-        """Where this backend stores things, for messages (never with a password)."""
-        raise NotImplementedError
-
-    def _acquire(self) -> Any:
-        """A connection for the calling thread (outside a transaction)."""
-        raise NotImplementedError
-
-    def _release(self, conn: Any) -> None:
-        """Give back a connection from :meth:`_acquire` (when its transaction ended)."""
-
-    def _execute_verb(self, conn: Any, verb: str) -> None:
-        """Run a transaction-control statement."""
-        conn.execute(verb)
-
-    def _begin_outer(self, conn: Any) -> None:
-        self._execute_verb(conn, self.begin_verb)
-
-    def _commit_outer(self, conn: Any) -> None:
-        self._execute_verb(conn, "COMMIT")
-
-    def _rollback_outer(self, conn: Any) -> None:
-        self._execute_verb(conn, "ROLLBACK")
-
-    def _begin_nested(self, conn: Any, depth: int) -> None:
-        self._execute_verb(conn, f"SAVEPOINT sp_{depth}")
-
-    def _commit_nested(self, conn: Any, depth: int) -> None:
-        self._execute_verb(conn, f"RELEASE SAVEPOINT sp_{depth}")
-
-    def _rollback_nested(self, conn: Any, depth: int) -> None:
-        self._execute_verb(conn, f"ROLLBACK TO SAVEPOINT sp_{depth}")
-        self._execute_verb(conn, f"RELEASE SAVEPOINT sp_{depth}")
-
-    def close(self) -> None:
-        """Close every connection this backend opened."""
-
-    # -- transactions -----------------------------------------------------------------
-
-    @property
-    def _state(self) -> _ThreadState:
-        state: _ThreadState | None = getattr(self._local, "state", None)
-        if state is None:
-            state = self._local.state = _ThreadState()
-        return state
-
-    @property
-    def in_transaction(self) -> bool:
-        """Whether the calling thread has an open transaction on this backend."""
-        return self._state.depth > 0
-
-    def begin(self) -> None:
-        """Open a transaction, or a savepoint inside the calling thread's transaction."""
-        state = self._state
-        if state.depth == 0:
-            conn = self._acquire()
-            try:
-                with self._errors("begin"):
-                    self._begin_outer(conn)
-            except BaseException as exc:
-                with cleaning_up(exc, "giving the connection back"):
-                    self._release(conn)
-                raise
-            state.conn = conn
-            state.failed_level, state.failure = None, ""
-        else:
-            with self._errors("begin (savepoint)"):
-                self._begin_nested(state.conn, state.depth)
-        state.depth += 1
-
-    def commit(self) -> None:
-        """Commit the innermost level: the transaction, or release its savepoint.
-
-        The level ends either way: when committing fails, its work is not committed (the
-        transaction is rolled back, or the enclosing level is marked failed) and the
-        error that made it fail is raised, never an error of the cleanup after it.
-        """
-        state = self._state
-        if state.depth == 0:
-            raise TransactionError("commit() called with no transaction open in this thread")
-        if state.failed_level is not None and state.failed_level >= state.depth:
-            hint = (
-                " (run calls that may fail in a nested transaction() to carry on after them)"
-                if self.supports_savepoints
-                else ""
-            )
-            refused = TransactionError(
-                f"commit() refused on {self.describe()}: {state.failure}; this level was"
-                f" rolled back{hint}"
-            )
-            try:
-                self.rollback()
-            except Exception as failure:
-                note_cleanup_failure(refused, "the rollback", failure)
-            raise refused
-        if state.depth > 1:
-            try:
-                with self._errors("commit (release savepoint)"):
-                    self._commit_nested(state.conn, state.depth - 1)
-            except BaseException as exc:
-                self._end_nested_level_failed("commit (release savepoint)", exc)
-                raise
-            state.depth -= 1
-            return
-        conn = state.conn
-        try:
-            with self._errors("commit"):
-                self._commit_outer(conn)
-        except BaseException as exc:
-            self._abandon(conn, cause=exc)
-            raise
-        self._finish(conn)
-
-    def rollback(self) -> None:
-        """Undo the innermost level: the whole transaction, or back to its savepoint."""
-        state = self._state
-        if state.depth == 0:
-            raise TransactionError("rollback() called with no transaction open in this thread")
-        if state.depth > 1:
-            try:
-                with self._errors("rollback (to savepoint)"):
-                    self._rollback_nested(state.conn, state.depth - 1)
-            except BaseException as exc:
-                self._end_nested_level_failed("rollback (to savepoint)", exc)
-                raise
-            if state.failed_level is not None and state.failed_level >= state.depth:
-                state.failed_level, state.failure = None, ""
-            state.depth -= 1
-            return
-        self._abandon(state.conn)
-
-    @contextmanager
-    def transaction(self) -> Iterator[SQLBackend]:
-        """``with backend.transaction():`` commits on success and rolls back on exception."""
-        self.begin()
-        try:
-            yield self
-        except BaseException as exc:
-            with cleaning_up(exc, "the rollback"):
-                self.rollback()
-            raise
-        self.commit()
-
-    def _end_nested_level_failed(self, operation: str, exc: BaseException) -> None:
-        """A savepoint could not be released or rolled back: end its level anyway.
-
-        What it did is in an unknown state, so the enclosing level is marked failed (its
-        commit() rolls back); leaving the level open would pin the transaction forever.
-        """
-        state = self._state
-        state.depth -= 1
-        state.mark_failed(state.depth, f"{operation} failed inside it ({one_line(str(exc))})")
-
-    def _abandon(self, conn: Any, cause: BaseException | None = None) -> None:
-        """Roll the outer transaction back and end it, even on a broken connection.
-
-        After a failure (``cause``) the driver may have ended the transaction already
-        (SQLite and DuckDB roll back a COMMIT that failed on a full disk): an error of
-        this rollback is then a note on the cause, never raised in its place.
-        """
-
-        def roll_back() -> None:
-            with self._errors("rollback"):
-                self._rollback_outer(conn)
-
-        run_cleanups(
-            cause,
-            ("the rollback", roll_back),
-            ("giving the connection back", lambda: self._finish(conn)),
+            self.sql_folder or self.dialect, self.driver_adapter, self.expected_queries()
         )
 
-    def _finish(self, conn: Any) -> None:
-        state = self._state
-        state.conn = None
-        state.depth = 0
-        state.failed_level, state.failure = None, ""
-        self._release(conn)
-
-    @contextmanager
-    def _errors(self, operation: str) -> Iterator[None]:
-        """Re-raise driver exceptions as :class:`DatabaseError` naming operation and place."""
-        try:
-            yield
-        except self.driver_errors as exc:
-            raise self._translate(operation, exc) from exc
-
-    def _write_rows(self, conn: Any, query_name: str, params: list[rows.Params]) -> int:
-        """Run a bulk query over ``params``: per row (``*!``) or per column (``!``)."""
-        query = getattr(self.queries, query_name)
-        if query.operation is SQLOperationType.INSERT_UPDATE_DELETE_MANY:
-            changed: int = query(conn, params)
-        else:
-            changed = query(conn, **{key: [row[key] for row in params] for key in params[0]})
-        return max(changed, 0)
-
-    def _translate(self, operation: str, exc: Exception) -> DatabaseError:
-        if isinstance(exc, self.transient_errors):
-            kind: type[DatabaseError] = TransientError
-        elif isinstance(exc, self.integrity_errors):
-            kind = IntegrityError
-        elif isinstance(exc, self.operational_errors):
-            kind = OperationalError
-        else:
-            kind = DatabaseError
-        hint = self._hint(exc)
-        return kind(
-            f"{operation} failed on {self.describe()}: {one_line(str(exc))}"
-            + (f"; {hint}" if hint else "")
-        )
-
-    def _hint(self, exc: Exception) -> str:
-        """What to do about a driver error the dialect recognises (disk full, ...), or ""."""
-        return ""
-
-    @contextmanager
-    def _reading(self, operation: str) -> Iterator[Any]:
-        """The connection to read with: the thread's transaction, or one just for this."""
-        state = self._state
-        if state.depth:
-            with self._errors(operation):
-                yield state.conn
-            return
-        conn = self._acquire()
-        try:
-            with self._errors(operation):
-                yield conn
-        except BaseException as exc:
-            with cleaning_up(exc, "giving the connection back"):
-                self._release(conn)
-            raise
-        self._release(conn)
-
-    @contextmanager
-    def _writing(self, operation: str) -> Iterator[Any]:
-        """The connection to write with: the thread's transaction, or one just for this.
-
-        Inside a transaction a failure marks the current level failed (see the module
-        docstring); outside, the call's own transaction is rolled back.
-        """
-        state = self._state
-        if state.depth:
-            try:
-                with self._errors(operation):
-                    yield state.conn
-            except BaseException as exc:
-                state.mark_failed(state.depth, f"{operation} failed inside it ({exc})")
-                raise
-            return
-        self.begin()
-        try:
-            with self._errors(operation):
-                yield self._state.conn
-        except BaseException as exc:
-            with cleaning_up(exc, "the rollback"):
-                self.rollback()
-            raise
-        self.commit()
+    @classmethod
+    def expected_queries(cls) -> dict[str, QuerySpec]:
+        """The queries this dialect's ``sql/`` folder must define: the shared contract,
+        those its capabilities call for (:mod:`~polylogue.storage.backends.writes`), and
+        its own ``dialect_queries``."""
+        return {
+            **QUERIES,
+            **(LIST_QUERIES if cls.binds_lists else {}),
+            **(ROW_LOCK_QUERIES if cls.row_locks else {}),
+            **(SPLIT_UPSERT_QUERIES if cls.split_upsert_rows is not None else {}),
+            **cls.dialect_queries,
+        }
 
     # -- the protocol -----------------------------------------------------------------
 
     def get_conversation(self, conversation_id: ConversationId | str) -> ConversationRecord | None:
+        """One conversation or None: ``get_conversation`` (``conversations.sql``)."""
         with self._reading("get_conversation") as conn:
             row = self.queries.get_conversation(conn, conversation_id=conversation_id)
         return None if row is None else rows.conversation_from_row(row)
@@ -448,6 +84,7 @@ class SQLBackend:
         limit: int | None = None,
         offset: int = 0,
     ) -> list[ConversationRecord]:
+        """A page of conversations: ``list_conversations`` (``conversations.sql``)."""
         if limit is not None and limit < 0:
             raise ValueError(f"limit must be None or >= 0, got {limit}")
         if offset < 0:
@@ -461,6 +98,7 @@ class SQLBackend:
         return [rows.conversation_from_row(row) for row in found]
 
     def save_conversation(self, record: ConversationRecord) -> int:
+        """Insert or change one: ``upsert_conversation`` (``conversations.sql``)."""
         params = rows.conversation_params(_as(ConversationRecord, record))
         with self._writing("save_conversation") as conn:
             changed = self.queries.upsert_conversation(conn, **params)
@@ -469,24 +107,24 @@ class SQLBackend:
     def save_conversations(self, records: Sequence[ConversationRecord]) -> int:
         """Upsert many conversations at once; returns how many were inserted or changed.
 
-        Where a statement costs more than the rows it writes (a round trip on PostgreSQL,
-        milliseconds on DuckDB) the dialect defines ``upsert_conversations`` and a batch is
-        one statement; elsewhere (SQLite) it is one ``upsert_conversation`` per record.
+        Runs ``upsert_conversations`` (``sql/<dialect>/conversations.sql``): one statement
+        for the batch where a statement costs more than its rows (PostgreSQL, DuckDB), one
+        per row (``*!``) on SQLite; a single record is ``upsert_conversation``.
         """
         checked = [_as(ConversationRecord, r) for r in records]
         if len(checked) > 1:
             # An id listed twice keeps its last values and counts once (batches.py).
             checked = list({r.conversation_id: r for r in checked}.values())
-        if len(checked) == 1 or (checked and not self._has_query("upsert_conversations")):
-            with self._writing("save_conversations"):
-                return sum(self.save_conversation(record) for record in checked)
         if not checked:
             return 0
+        if len(checked) == 1:
+            return self.save_conversation(checked[0])
         params = [rows.conversation_params(r) for r in checked]
         with self._writing("save_conversations") as conn:
             return self._write_rows(conn, "upsert_conversations", params)
 
     def get_messages(self, conversation_id: ConversationId | str) -> list[MessageRecord]:
+        """A conversation's messages: ``get_messages`` (``messages.sql``)."""
         with self._reading("get_messages") as conn:
             found = list(self.queries.get_messages(conn, conversation_id=conversation_id))
         return [rows.message_from_row(row) for row in found]
@@ -496,6 +134,9 @@ class SQLBackend:
 
         An id listed twice keeps its last values; a message stored under (or listed under)
         another conversation fails the whole call with MessageOwnershipError (batches.py).
+        Runs ``upsert_messages`` (``messages.sql``); a large batch where the dialect sets
+        ``split_upsert_rows`` runs ``classify_messages``, ``insert_messages`` and
+        ``update_changed_messages`` instead (:mod:`~polylogue.storage.backends.writes`).
         """
         params = batches.unique_messages(
             [rows.message_params(_as(MessageRecord, r)) for r in records], self._failed_saving
@@ -512,36 +153,22 @@ class SQLBackend:
         """The start of a MessageOwnershipError's message: what failed, where."""
         return f"save_messages failed on {self.describe()}"
 
-    def _write_messages(
-        self, conn: Any, params: list[rows.Params]
-    ) -> tuple[int, list[rows.Params]]:
-        """Upsert unique message rows; returns (rows inserted or changed, the batch's
-        messages stored under another conversation: ``message_id, owner, claimant``).
-
-        No statement changes a message of another conversation. A columnar
-        ``upsert_messages`` (PostgreSQL, DuckDB) returns every message it inserted or
-        touched with the conversation it is stored under, so such messages are found in
-        the same statement: under READ COMMITTED only a statement that waited for a
-        concurrent writer's row sees what that writer committed, and a check query of
-        its own would cost a round trip (measured: 9-30% of a one-bundle transaction).
-        A per-row one (SQLite) refuses them itself (sql/<dialect>/messages.sql).
-        """
-        query = self.queries.upsert_messages
-        if query.operation is not SQLOperationType.SELECT:
-            return self._write_rows(conn, "upsert_messages", params), []
-        touched = list(query(conn, **batches.columns(params, *params[0])))
-        return batches.split_touched(touched, params)
-
     def get_attachments(self, conversation_id: ConversationId | str) -> list[AttachmentRecord]:
+        """A conversation's attachments, one per ref: ``get_attachments``
+        (``attachments.sql``)."""
         with self._reading("get_attachments") as conn:
             found = list(self.queries.get_attachments(conn, conversation_id=conversation_id))
         return [rows.attachment_from_row(row) for row in found]
 
     def save_attachments(self, records: Sequence[AttachmentRecord]) -> int:
+        """Save attachments and their refs; returns the refs new. Runs
+        ``upsert_attachments``, ``insert_attachment_refs`` and ``refresh_ref_counts``
+        (``attachments.sql``)."""
         return self.save_attachments_counted(records)[0]
 
     def save_attachments_counted(self, records: Sequence[AttachmentRecord]) -> tuple[int, int]:
-        """Like :meth:`save_attachments`; returns (refs new, attachment rows changed)."""
+        """Like :meth:`save_attachments` (the same queries); returns (refs new, attachment
+        rows changed)."""
         checked = [_as(AttachmentRecord, r) for r in records]
         if not checked:
             return 0, 0
@@ -558,7 +185,8 @@ class SQLBackend:
 
         One call, so that the attachment rows both steps touch are locked in one ordered
         pass (see :meth:`_replace_refs`): as two calls, a writer saving [s2] and pruning
-        s1 while another saves [s1] and prunes s2 would deadlock.
+        s1 while another saves [s1] and prunes s2 would deadlock. Runs the queries of both
+        calls.
         """
         checked = [_as(AttachmentRecord, r) for r in records]
         keep = _keep_lists(keep_ref_ids)
@@ -571,6 +199,8 @@ class SQLBackend:
     def prune_attachments(
         self, conversation_id: ConversationId | str, keep_ref_ids: Sequence[str]
     ) -> int:
+        """Delete a conversation's refs not in ``keep_ref_ids``, and attachments left with
+        none; returns the refs deleted. The queries of :meth:`prune_attachments_many`."""
         if isinstance(keep_ref_ids, str):
             raise TypeError("keep_ref_ids must be a sequence of ref ids, not one string")
         return self.prune_attachments_many({conversation_id: keep_ref_ids})
@@ -579,8 +209,11 @@ class SQLBackend:
         """:meth:`prune_attachments` for several conversations: ``{conversation_id:
         ref ids to keep}``; returns the refs deleted.
 
-        One statement (``prune_attachment_refs_many``, bound to column lists) where the
-        dialect defines it; elsewhere one per conversation.
+        Runs ``prune_attachment_refs_many`` (one statement, bound to column lists) where
+        the dialect ``binds_lists`` and there are several conversations, else one
+        ``prune_attachment_refs`` per conversation; then ``lock_attachments`` where it has
+        ``row_locks``, ``refresh_ref_counts`` and ``delete_unreferenced_attachments``
+        (``attachments.sql``).
         """
         keep = _keep_lists(keep_ref_ids)
         if not keep:
@@ -588,84 +221,13 @@ class SQLBackend:
         with self._writing("prune_attachments") as conn:
             return self._replace_refs(conn, [], keep)[1]
 
-    def _has_query(self, name: str) -> bool:
-        """Whether this dialect defines the optional set-based query ``name``."""
-        return name in self.dialect_queries
-
-    def _replace_refs(
-        self, conn: Any, records: list[AttachmentRecord], keep: dict[str, list[str]]
-    ) -> tuple[int, int, int]:
-        """Save ``records`` and prune each conversation of ``keep`` to the ref ids it
-        lists; returns (refs new, refs deleted, attachment rows changed).
-
-        Safe under concurrent writers that lock rows (PostgreSQL, READ COMMITTED; see
-        ``sql/postgres/attachments.sql``): the refs to prune are deleted first (deleting
-        a ref needs no lock on its attachment; recounting does); then every attachment
-        touched, saved or losing a ref, is locked in one id-ordered pass; only then are
-        refs counted, by a statement of their own, and attachments left without refs
-        deleted. A writer adding a ref to an attachment holds its lock from the upsert on,
-        so no count can miss a committed ref, nor delete an attachment someone refers to.
-        """
-        removed = self._delete_refs(conn, keep)
-        kept = {(cid, ref_id) for cid, ref_ids in keep.items() for ref_id in ref_ids}
-        # A record its conversation's list leaves out (an earlier bundle of it in the same
-        # batch) is saved and pruned at once: its attachment row is written, its ref never.
-        dropped = {
-            r.ref_id: r.attachment_id
-            for r in records
-            if r.conversation_id in keep and (r.conversation_id, r.ref_id) not in kept
-        }
-        losing = {a for _ref_id, a in removed} | set(dropped.values())
-        saved = {r.attachment_id for r in records}
-        changed_rows = new_refs = 0
-        if records:
-            params = [rows.attachment_params(r) for r in records]
-            if self._has_query("lock_attachments"):
-                # All-NULL rows change nothing (NULL never overwrites) but are locked
-                # with the rest, in the same ordered pass.
-                params += [_lock_only(a) for a in sorted(losing - saved)]
-            changed_rows = self._write_rows(conn, "upsert_attachments", params)
-            refs = [rows.ref_params(r) for r in records if r.ref_id not in dropped]
-            if refs:
-                new_refs = self._write_rows(conn, "insert_attachment_refs", refs)
-        elif losing and self._has_query("lock_attachments"):
-            list(self.queries.lock_attachments(conn, attachment_id=sorted(losing)))
-        recount = (losing | saved) if new_refs else losing
-        if recount:
-            self._write_rows(conn, "refresh_ref_counts", _id_rows(recount))
-        if losing:
-            self._write_rows(conn, "delete_unreferenced_attachments", _id_rows(losing))
-        # Dropped refs that were not stored: the save would have added them, the prune
-        # deleted them again.
-        unstored = len(set(dropped) - {ref_id for ref_id, _a in removed})
-        return new_refs + unstored, len(removed) + unstored, changed_rows
-
-    def _delete_refs(self, conn: Any, keep: dict[str, list[str]]) -> list[tuple[str, str]]:
-        """Delete the refs of ``keep``'s conversations that it does not list; returns
-        the deleted refs as (ref_id, attachment_id)."""
-        if len(keep) > 1 and self._has_query("prune_attachment_refs_many"):
-            pairs = [(cid, ref_id) for cid, ref_ids in keep.items() for ref_id in ref_ids]
-            found = list(
-                self.queries.prune_attachment_refs_many(
-                    conn,
-                    conversation_id=list(keep),
-                    keep_conversation_id=[cid for cid, _ in pairs],
-                    keep_ref_id=[ref_id for _, ref_id in pairs],
-                )
-            )
-        else:
-            found = [
-                row
-                for cid, ref_ids in keep.items()
-                for row in self.queries.prune_attachment_refs(
-                    conn, conversation_id=cid, keep_ref_ids=rows.dump_json(ref_ids)
-                )
-            ]
-        return [(row["ref_id"], row["attachment_id"]) for row in found]
-
     def delete_conversation(self, conversation_id: ConversationId | str) -> bool:
+        """Delete a conversation, its messages and refs; whether it existed. Runs
+        ``lock_conversation`` (``row_locks`` only), ``delete_conversation_messages``
+        (``messages.sql``), the prune of :meth:`prune_attachments_many` and
+        ``delete_conversation`` (``conversations.sql``)."""
         with self._writing("delete_conversation") as conn:
-            if self._has_query("lock_conversation"):
+            if self.row_locks:
                 # Nobody adds a ref to it from here on, so the prune below sees them all
                 # and the cascade of the final delete finds none to remove uncounted.
                 self.queries.lock_conversation(conn, conversation_id=conversation_id)
@@ -676,11 +238,13 @@ class SQLBackend:
         return bool(deleted)
 
     def record_run(self, record: RunRecord) -> None:
+        """Store an ingest run: ``record_run`` (``runs.sql``)."""
         params = rows.run_params(_as(RunRecord, record))
         with self._writing("record_run") as conn:
             self.queries.record_run(conn, **params)
 
     def get_runs(self, limit: int | None = None) -> list[RunRecord]:
+        """The latest runs first: ``get_runs`` (``runs.sql``)."""
         if limit is not None and limit < 0:
             raise ValueError(f"limit must be None or >= 0, got {limit}")
         with self._reading("get_runs") as conn:
@@ -688,15 +252,61 @@ class SQLBackend:
         return [rows.run_from_row(row) for row in found]
 
     def stats(self) -> dict[str, Any]:
-        """``{"providers": [...], "messages_per_month": [...]}``, one dict per row."""
+        """``{"providers": [...], "messages_per_month": [...]}``, one dict per row:
+        ``provider_counts`` and ``messages_per_month`` (``stats.sql``)."""
         with self._reading("stats") as conn:
             providers = [dict(row) for row in self.queries.provider_counts(conn)]
             months = [dict(row) for row in self.queries.messages_per_month(conn)]
         return {"providers": providers, "messages_per_month": months}
 
-    def migration_target(self) -> MigrationTarget:
-        """How the migration runner drives this dialect."""
-        raise NotImplementedError
+    # -- migrations: the seam the runner drives (see polylogue.storage.migrate) ---------
+
+    migration_lock_key: int = 0
+    """The ``lock_key`` of the dialect's ``lock_migrations*`` queries, where it has them."""
+
+    @property
+    def migration_dialect(self) -> str:
+        """The folder of this dialect's scripts under ``migrations/``."""
+        return self.sql_folder or self.dialect
+
+    def migration_statements(self, sql: str) -> Iterable[str]:
+        """A migration script as the driver runs it: whole, unless a dialect splits it."""
+        return [sql]
+
+    def migration_target(self) -> SQLBackend:
+        """What the migration runner drives: the backend itself."""
+        return self
+
+    @contextmanager
+    def migration_connection(self) -> Iterator[Any]:
+        """A connection of the calling thread, outside any transaction, for one run."""
+        if self.in_transaction:
+            raise MigrationError("cannot migrate inside an open transaction")
+        with self._own_connection() as conn:
+            yield conn
+
+    @contextmanager
+    def migration_transaction(self, conn: Any) -> Iterator[None]:
+        """One migration step in a transaction of the binding's own verbs (SQLite's
+        ``BEGIN IMMEDIATE`` and DuckDB's write lock included); any failure rolls it back."""
+        with self._errors("migrate (begin)"):
+            self._begin_outer(conn)
+        try:
+            yield
+            with self._errors("migrate (commit)"):
+                self._commit_outer(conn)
+        except BaseException as exc:
+            with cleaning_up(exc, "the rollback"), self._errors("migrate (rollback)"):
+                self._rollback_outer(conn)
+            raise
+
+    def migration_errors(self, operation: str) -> AbstractContextManager[None]:
+        """Driver errors of a migration step as :class:`DatabaseError` naming it."""
+        return self._errors(operation)
+
+    def write_migration_backup(self, conn: Any, version: int, reaching: int) -> Path | None:
+        """Copy the database aside before migrating it; only SQLite files have a copy."""
+        return None
 
     def _migrate_on_open(self) -> None:
         """Apply pending migrations while opening; a failure closes what was opened."""
@@ -709,13 +319,12 @@ class SQLBackend:
 
     def migration_runner(self) -> MigrationRunner:
         """The runner for this database: ``status()``, ``migrate(dry_run=...)``."""
-        return MigrationRunner(self.migration_target(), where=self.describe())
+        return MigrationRunner(self, where=self.describe())
 
     def schema_version(self) -> int:
         """The schema version the database is at (0 for an empty one)."""
-        target = self.migration_target()
-        with target.migration_connection() as conn:
-            return target.read_version(conn)
+        with self._reading("schema_version") as conn:
+            return read_version(self, conn)
 
     def __enter__(self) -> SQLBackend:
         return self
@@ -725,21 +334,6 @@ class SQLBackend:
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}({self.describe()})"
-
-
-def _id_rows(attachment_ids: set[str]) -> list[rows.Params]:
-    return [{"attachment_id": a} for a in sorted(attachment_ids)]
-
-
-def _lock_only(attachment_id: str) -> rows.Params:
-    """An upsert_attachments row that changes nothing: it only locks the attachment."""
-    return {
-        "attachment_id": attachment_id,
-        "mime_type": None,
-        "size_bytes": None,
-        "path": None,
-        "provider_meta": None,
-    }
 
 
 def _keep_lists(keep_ref_ids: Mapping[str, Sequence[str]]) -> dict[str, list[str]]:

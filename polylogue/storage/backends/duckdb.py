@@ -37,8 +37,7 @@ from typing import Any, ClassVar
 import duckdb
 
 from polylogue.errors import DatabaseError, IntegrityError, MigrationError, OperationalError
-from polylogue.storage import rows
-from polylogue.storage.backends.base import QUERIES, SQLBackend
+from polylogue.storage.backends.base import SQLBackend
 from polylogue.storage.backends.config import BackendConfig, default_db_path
 from polylogue.storage.backends.duckdb_adapter import DuckDBConnectionAdapter
 from polylogue.storage.backends.duckdb_handles import (
@@ -48,7 +47,6 @@ from polylogue.storage.backends.duckdb_handles import (
     open_database,
     release_database,
 )
-from polylogue.storage.backends.duckdb_migrate import DuckDBMigrationTarget
 from polylogue.storage.faults import cleaning_up, describe_os_error, run_cleanups
 from polylogue.storage.sqlfiles import QuerySpec
 
@@ -59,15 +57,6 @@ for a library sharing its process): enough for a bulk import at full speed (meas
 peak RSS 460 MB importing 1M messages); indexes and data beyond it are read from disk."""
 SPLIT_UPSERT_ROWS = 1_000
 """Batches of at least this many messages skip ON CONFLICT (see sql/duckdb/messages.sql)."""
-_MESSAGE_UPDATE_COLUMNS = (
-    "message_id",
-    "conversation_id",
-    "role",
-    "text",
-    "timestamp",
-    "content_hash",
-    "provider_meta",
-)
 NO_ACTIVE_TRANSACTION = "no transaction is active"
 """DuckDB's words for a ROLLBACK with nothing to roll back."""
 FOREIGN_KEY_VIOLATION = "foreign key violation"
@@ -91,20 +80,9 @@ class DuckDBBackend(SQLBackend):
     operational_errors: ClassVar[tuple[type[Exception], ...]] = (duckdb.OperationalError,)
     supports_savepoints: ClassVar[bool] = False
     begin_verb: ClassVar[str] = "BEGIN TRANSACTION"
+    binds_lists: ClassVar[bool] = True
+    split_upsert_rows: ClassVar[int | None] = SPLIT_UPSERT_ROWS
     dialect_queries: ClassVar[dict[str, QuerySpec]] = {
-        "upsert_conversations": QuerySpec(
-            "conversations.sql", QUERIES["upsert_conversation"].params, "!", bulk=True
-        ),
-        "prune_attachment_refs_many": QuerySpec(
-            "attachments.sql", ("conversation_id", "keep_conversation_id", "keep_ref_id")
-        ),
-        "classify_messages": QuerySpec("messages.sql", ("message_id", "conversation_id")),
-        "insert_messages": QuerySpec(
-            "messages.sql", QUERIES["upsert_messages"].params, "!", bulk=True
-        ),
-        "update_changed_messages": QuerySpec(
-            "messages.sql", _MESSAGE_UPDATE_COLUMNS, "!", bulk=True
-        ),
         "current_schema_version": QuerySpec("schema_migrations.sql", (), "$"),
         "configure_database": QuerySpec("connection.sql", (), "#"),
         "dangling_references": QuerySpec("connection.sql"),
@@ -293,54 +271,3 @@ class DuckDBBackend(SQLBackend):
 
     def _hint(self, exc: Exception) -> str:
         return io_hint(str(exc))
-
-    # -- set-based writes -------------------------------------------------------------
-
-    def _write_messages(
-        self, conn: Any, params: list[rows.Params]
-    ) -> tuple[int, list[rows.Params]]:
-        """A small batch is one ``upsert_messages`` (see the base class); a large one is
-        ``classify_messages`` (ids only, and their owners: a message of another
-        conversation stops the call before anything is written), a plain
-        ``insert_messages`` of the new ones and, when some were stored already,
-        ``update_changed_messages`` (see sql/duckdb/messages.sql for why)."""
-        if len(params) < SPLIT_UPSERT_ROWS:
-            return super()._write_messages(conn, params)
-        columns = {key: [row[key] for row in params] for key in params[0]}
-        found = list(
-            self.queries.classify_messages(
-                conn, message_id=columns["message_id"], conversation_id=columns["conversation_id"]
-            )
-        )
-        foreign: list[rows.Params] = [
-            {
-                "message_id": columns["message_id"][row["position"] - 1],
-                "owner": row["owner"],
-                "claimant": columns["conversation_id"][row["position"] - 1],
-            }
-            for row in found
-            if row["stored"] and row["owner"] != columns["conversation_id"][row["position"] - 1]
-        ]
-        if foreign:
-            return 0, foreign
-        new = [row["position"] - 1 for row in found if not row["stored"]]
-        stored = [row["position"] - 1 for row in found if row["stored"]]
-        changed = 0
-        if new:
-            changed += self.queries.insert_messages(conn, **_pick(columns, new))
-        if stored:
-            update = {key: columns[key] for key in _MESSAGE_UPDATE_COLUMNS}
-            changed += self.queries.update_changed_messages(conn, **_pick(update, stored))
-        return int(changed), []
-
-    # -- schema -----------------------------------------------------------------------
-
-    def migration_target(self) -> DuckDBMigrationTarget:
-        return DuckDBMigrationTarget(self)
-
-
-def _pick(columns: dict[str, list[Any]], positions: list[int]) -> dict[str, list[Any]]:
-    """The rows at ``positions`` (0-based) of column lists, as column lists."""
-    if len(positions) == len(next(iter(columns.values()))):
-        return columns
-    return {key: [values[i] for i in positions] for key, values in columns.items()}

@@ -21,7 +21,8 @@ The ``schema`` option (default ``public``) sets every connection's ``search_path
 libpq's ``options``), so several archives can share one database; the migration runner
 creates the schema when it does not exist. Strings holding U+0000, which PostgreSQL cannot
 store, are escaped reversibly, and large floats in JSON are sent so that ``jsonb`` gives
-them back as floats (:mod:`polylogue.storage.backends.postgres_values`). Error
+them back as floats (:mod:`polylogue.storage.backends.postgres_values`), by the driver
+adapter every query runs through (:mod:`polylogue.storage.backends.postgres_adapter`). Error
 messages name the database with its password replaced by ``***``, and any password that a
 driver message might quote is scrubbed.
 """
@@ -29,7 +30,7 @@ driver message might quote is scrubbed.
 from __future__ import annotations
 
 import select
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from operator import itemgetter
 from typing import Any, ClassVar
@@ -37,29 +38,27 @@ from typing import Any, ClassVar
 import psycopg
 from aiosql.types import SQLOperationType
 from psycopg.rows import dict_row, tuple_row
-from psycopg.types.array import ListBinaryDumper
-from psycopg.types.json import set_json_loads
 from psycopg_pool import ConnectionPool, PoolTimeout
 from pydantic import ValidationError
 
 from polylogue.errors import ConfigurationError, DatabaseError
 from polylogue.storage import rows
-from polylogue.storage.backends.base import QUERIES, SQLBackend
+from polylogue.storage.backends.base import SQLBackend
 from polylogue.storage.backends.config import BackendConfig, validation_summary
+from polylogue.storage.backends.postgres_adapter import (
+    FaithfulPsycopgAdapter,
+    prepare_connection,
+)
 from polylogue.storage.backends.postgres_dsn import (
     canonical_dsn,
     connection_string,
     passwords_of,
     redact_dsn,
 )
-from polylogue.storage.backends.postgres_migrate import PostgresMigrationTarget
-from polylogue.storage.backends.postgres_values import (
-    FaithfulQueries,
-    loads_json,
-    store_parameters,
-    unescape,
-)
+from polylogue.storage.backends.postgres_migrate import migration_lock_key, statement_complete
+from polylogue.storage.backends.postgres_values import unescape
 from polylogue.storage.faults import cleaning_up
+from polylogue.storage.migrate import iter_statements
 from polylogue.storage.sqlfiles import QuerySpec
 
 DEFAULT_CONNECT_TIMEOUT = 10
@@ -91,7 +90,7 @@ class PostgresBackend(SQLBackend):
 
     dialect: ClassVar[str] = "postgresql"
     sql_folder: ClassVar[str | None] = "postgres"
-    driver_adapter: ClassVar[str] = "psycopg"
+    driver_adapter: ClassVar[type[FaithfulPsycopgAdapter]] = FaithfulPsycopgAdapter
     driver_errors: ClassVar[tuple[type[Exception], ...]] = (psycopg.Error,)
     integrity_errors: ClassVar[tuple[type[Exception], ...]] = (psycopg.IntegrityError,)
     operational_errors: ClassVar[tuple[type[Exception], ...]] = (psycopg.OperationalError,)
@@ -101,15 +100,9 @@ class PostgresBackend(SQLBackend):
         psycopg.errors.SerializationFailure,
         psycopg.errors.DeadlockDetected,
     )
+    binds_lists: ClassVar[bool] = True
+    row_locks: ClassVar[bool] = True
     dialect_queries: ClassVar[dict[str, QuerySpec]] = {
-        "upsert_conversations": QuerySpec(
-            "conversations.sql", QUERIES["upsert_conversation"].params, "!", bulk=True
-        ),
-        "prune_attachment_refs_many": QuerySpec(
-            "attachments.sql", ("conversation_id", "keep_conversation_id", "keep_ref_id")
-        ),
-        "lock_attachments": QuerySpec("attachments.sql", ("attachment_id",)),
-        "lock_conversation": QuerySpec("conversations.sql", ("conversation_id",), "$"),
         "lock_migrations": QuerySpec("connection.sql", ("lock_key",), "$"),
         "lock_migrations_session": QuerySpec("connection.sql", ("lock_key",), "$"),
         "unlock_migrations_session": QuerySpec("connection.sql", ("lock_key",), "$"),
@@ -128,9 +121,9 @@ class PostgresBackend(SQLBackend):
         migrate: bool = True,
     ) -> None:
         super().__init__()
-        self.queries = FaithfulQueries(self.queries)
         self._closed = True
         self.schema = schema
+        self.migration_lock_key = migration_lock_key(schema)
         self._dsn = canonical_dsn(url)
         self._secrets = passwords_of(self._dsn)
         try:
@@ -165,7 +158,7 @@ class PostgresBackend(SQLBackend):
             min_size=pool_min_size,
             max_size=pool_max_size,
             kwargs={"autocommit": True, "row_factory": dict_row},
-            configure=_configure,
+            configure=prepare_connection,
             check=_check_connection,
             timeout=pool_timeout,
             name=f"polylogue:{schema}",
@@ -242,15 +235,8 @@ class PostgresBackend(SQLBackend):
         key = _LOCKED_BY.get(query_name)
         if key is not None:
             params = sorted(params, key=itemgetter(key))
-        cursors = []
-        with conn.pipeline():
-            for start in range(0, len(params), PIPELINE_CHUNK):
-                chunk = params[start : start + PIPELINE_CHUNK]
-                columns = {key: [row[key] for row in chunk] for key in chunk[0]}
-                cursor = conn.cursor()
-                cursor.execute(query.sql, store_parameters(columns))
-                cursors.append(cursor)
-        return sum(max(cursor.rowcount, 0) for cursor in cursors)
+        sent = self._adapter.execute_pipelined(conn, query.sql, _chunks(params))
+        return sum(max(cursor.rowcount, 0) for _, cursor in sent)
 
     def _write_messages(
         self, conn: Any, params: list[rows.Params]
@@ -265,17 +251,11 @@ class PostgresBackend(SQLBackend):
         sql = self.queries.upsert_messages.sql
         params = sorted(params, key=itemgetter(_LOCKED_BY["upsert_messages"]))
         claimant: dict[str, str] = {}
-        cursors = []
-        with conn.pipeline():
-            for start in range(0, len(params), PIPELINE_CHUNK):
-                chunk = params[start : start + PIPELINE_CHUNK]
-                stored = store_parameters({key: [row[key] for row in chunk] for key in chunk[0]})
-                claimant.update(zip(stored["message_id"], stored["conversation_id"], strict=True))
-                cursor = conn.cursor(row_factory=tuple_row)
-                cursor.execute(sql, stored)
-                cursors.append(cursor)
+        sent = self._adapter.execute_pipelined(conn, sql, _chunks(params), row_factory=tuple_row)
         changed, foreign = 0, []
-        for cursor in cursors:
+        for stored, _ in sent:
+            claimant.update(zip(stored["message_id"], stored["conversation_id"], strict=True))
+        for _, cursor in sent:
             for message_id, stored_under in cursor.fetchall():
                 if stored_under == claimant[message_id]:
                     changed += 1
@@ -283,6 +263,16 @@ class PostgresBackend(SQLBackend):
                     found = (message_id, stored_under, claimant[message_id])
                     foreign.append(dict(zip(_FOREIGN, map(unescape, found), strict=True)))
         return changed, foreign
+
+    @property
+    def _adapter(self) -> FaithfulPsycopgAdapter:
+        adapter: FaithfulPsycopgAdapter = self.queries.driver_adapter
+        return adapter
+
+    def migration_statements(self, sql: str) -> Iterable[str]:
+        """One statement per execute: several in one call would form an implicit
+        transaction, where ``CREATE INDEX CONCURRENTLY`` (no-transaction scripts) fails."""
+        return iter_statements(sql, statement_complete)
 
     def _rollback_outer(self, conn: Any) -> None:
         if conn.closed:
@@ -345,16 +335,6 @@ class PostgresBackend(SQLBackend):
             self._pool.close()
         self._closed = True
 
-    # -- migrations -------------------------------------------------------------------
-
-    def migration_target(self) -> PostgresMigrationTarget:
-        return PostgresMigrationTarget(self)
-
-    def schema_version(self) -> int:
-        target = self.migration_target()
-        with self._reading("schema_version") as conn:
-            return target.read_version(conn)
-
 
 def _connection_lost(exc: psycopg.OperationalError) -> bool:
     """Whether ``exc`` says the session ended (the server's words, or a dead socket)."""
@@ -387,16 +367,11 @@ def _readable(fd: int) -> bool:
     return bool(select.select([fd], [], [], 0)[0])  # pragma: no cover - Windows
 
 
-def _configure(conn: psycopg.Connection[Any]) -> None:
-    """Run on every new pooled connection.
-
-    jsonb values come back unescaped (U+0000), and lists are sent as binary arrays: the
-    columnar bulk queries bind each column as one list, and psycopg's text array format
-    quotes every element through a regular expression (measured: 10,000 messages bound
-    in 0.27 s binary against 0.59 s as text).
-    """
-    set_json_loads(loads_json, conn)
-    conn.adapters.register_dumper(list, ListBinaryDumper)
+def _chunks(params: list[rows.Params]) -> Iterator[dict[str, list[Any]]]:
+    """``params`` as columns, :data:`PIPELINE_CHUNK` rows at a time (made as they are sent)."""
+    for start in range(0, len(params), PIPELINE_CHUNK):
+        chunk = params[start : start + PIPELINE_CHUNK]
+        yield {key: [row[key] for row in chunk] for key in chunk[0]}
 
 
-__all__ = ["PostgresBackend", "PostgresMigrationTarget"]
+__all__ = ["PostgresBackend"]

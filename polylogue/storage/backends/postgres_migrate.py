@@ -1,4 +1,5 @@
-"""How the migration runner drives PostgreSQL: advisory locks and ``schema_migrations``.
+"""What PostgreSQL's migrations need that is not a query: the advisory lock key and the
+statement splitter (the runner, :mod:`polylogue.storage.migrate`, does the rest).
 
 PostgreSQL DDL is transactional, so each script runs inside ``BEGIN ... COMMIT`` holding
 ``pg_advisory_xact_lock(key)``: a failing script leaves nothing behind, and concurrent
@@ -20,18 +21,6 @@ from __future__ import annotations
 
 import hashlib
 import re
-from collections.abc import Iterator
-from contextlib import contextmanager
-from typing import TYPE_CHECKING, Any
-
-from psycopg.pq import TransactionStatus
-
-from polylogue.errors import MigrationError
-from polylogue.storage.faults import cleaning_up
-from polylogue.storage.migrate import iter_statements
-
-if TYPE_CHECKING:
-    from polylogue.storage.backends.postgres import PostgresBackend
 
 _DOLLAR_TAG = re.compile(r"\$(?:[A-Za-z_][A-Za-z0-9_]*)?\$")
 
@@ -109,87 +98,3 @@ def _skip_string(text: str, i: int) -> int:
         else:
             i += 1
     return n + 1
-
-
-class PostgresMigrationTarget:
-    """The :class:`~polylogue.storage.migrate.MigrationTarget` of a PostgreSQL schema."""
-
-    dialect = "postgres"
-
-    def __init__(self, backend: PostgresBackend) -> None:
-        self.backend = backend
-        self.queries = backend.queries
-        self.lock_key = migration_lock_key(backend.schema)
-
-    @contextmanager
-    def migration_connection(self) -> Iterator[Any]:
-        backend = self.backend
-        if backend.in_transaction:
-            raise MigrationError("cannot migrate inside an open transaction")
-        conn = backend._acquire()
-        try:
-            yield conn
-        except BaseException as exc:
-            with cleaning_up(exc, "giving the connection back"):
-                backend._release(conn)
-            raise
-        backend._release(conn)
-
-    def begin_locked(self, conn: Any) -> None:
-        with self.backend._errors("migrate (begin)"):
-            conn.execute("BEGIN")
-            self.queries.lock_migrations(conn, lock_key=self.lock_key)
-            self.queries.create_schema_if_missing(conn)
-
-    def commit(self, conn: Any) -> None:
-        with self.backend._errors("migrate (commit)"):
-            conn.execute("COMMIT")
-
-    def rollback(self, conn: Any) -> None:
-        if conn.closed or conn.info.transaction_status == TransactionStatus.IDLE:
-            return  # nothing to undo
-        with self.backend._errors("migrate (rollback)"):
-            conn.execute("ROLLBACK")
-
-    def read_version(self, conn: Any) -> int:
-        with self.backend._errors("read schema version"):
-            if not self.queries.schema_migrations_exists(conn):
-                return 0
-            return int(self.queries.current_schema_version(conn))
-
-    def write_version(self, conn: Any, version: int) -> None:
-        """Nothing to do: the version is the highest one the runner recorded."""
-
-    def run_script(self, conn: Any, sql: str) -> None:
-        # Without parameters psycopg sends the whole script as one simple query, which
-        # runs every statement in it inside the transaction begin_locked opened.
-        with self.backend._errors("migrate"):
-            conn.execute(sql)
-
-    def check_before_commit(self, conn: Any) -> None:
-        """Nothing to check: PostgreSQL enforces foreign keys inside the script."""
-
-    @contextmanager
-    def session_lock(self, conn: Any) -> Iterator[None]:
-        with self.backend._errors("migrate (session lock)"):
-            self.queries.lock_migrations_session(conn, lock_key=self.lock_key)
-        cause: BaseException | None = None
-        try:
-            yield
-        except BaseException as exc:
-            cause = exc
-            raise
-        finally:
-            if not conn.closed:
-                with (
-                    cleaning_up(cause, "the unlock"),
-                    self.backend._errors("migrate (session unlock)"),
-                ):
-                    self.queries.unlock_migrations_session(conn, lock_key=self.lock_key)
-
-    def run_script_outside_transaction(self, conn: Any, sql: str) -> None:
-        # One statement per execute: several in one simple query would form an implicit
-        # transaction, where CREATE INDEX CONCURRENTLY is refused.
-        for statement in iter_statements(sql, statement_complete):
-            with self.backend._errors("migrate (no-transaction)"):
-                conn.execute(statement)

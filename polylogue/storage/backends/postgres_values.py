@@ -20,20 +20,20 @@ exponent, so ``1e+23`` (how Python writes that float) would come back as the int
 positive exponent are therefore sent in positional form with a ``.0`` (the same decimal
 value, so the same float when read back).
 
-:class:`FaithfulQueries` applies both to a loaded aiosql query set: parameters are
-converted on the way in, ``text`` columns of result rows unescaped on the way out;
-:func:`loads_json` unescapes ``jsonb`` values as psycopg parses them.
+:class:`~polylogue.storage.backends.postgres_adapter.FaithfulPsycopgAdapter`, the aiosql
+adapter every PostgreSQL query runs through, applies both with these functions: parameters
+are converted on the way in (:func:`store_parameters`), ``text`` columns of result rows
+unescaped on the way out (:func:`unescape_row`); :func:`loads_json` unescapes ``jsonb``
+values as psycopg parses them.
 """
 
 from __future__ import annotations
 
 import json
 import re
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from decimal import Decimal
 from typing import Any
-
-from aiosql.types import SQLOperationType
 
 from polylogue.storage.rows import dump_json
 
@@ -53,11 +53,6 @@ _EXPONENT = "e+"
 # digit, quadratic (0.5 s for 4,300 digits).
 _JSON_TOKEN = re.compile(r'"(?:[^"\\]|\\.)*"|(?<![0-9.\-])(-?\d+(?:\.\d+)?e\+\d+)')
 _SHORT = 64
-_READS = (
-    SQLOperationType.SELECT,
-    SQLOperationType.SELECT_ONE,
-    SQLOperationType.SELECT_VALUE,
-)
 
 
 def escape(value: str) -> str:
@@ -158,55 +153,13 @@ def unescape_row(row: Any) -> Any:
     return row
 
 
-class _FaithfulQuery:
-    """One aiosql query whose parameters are stored faithfully and rows read back so."""
-
-    def __init__(self, query: Any) -> None:
-        self._query = query
-        self.operation: SQLOperationType = query.operation
-
-    def __getattr__(self, name: str) -> Any:
-        return getattr(self._query, name)
-
-    def __call__(self, conn: Any, *args: Any, **kwargs: Any) -> Any:
-        if self.operation is SQLOperationType.INSERT_UPDATE_DELETE_MANY:
-            (param_rows,) = args
-            return self._query(conn, [store_parameters(dict(p)) for p in param_rows])
-        result = self._query(conn, *args, **store_parameters(kwargs))
-        if self.operation is SQLOperationType.SELECT:
-            return _unescape_rows(result)
-        if self.operation in _READS:
-            return unescape_row(result)
-        return result
-
-
-def _unescape_rows(rows: Any) -> Iterator[Any]:
-    for row in rows:
-        yield unescape_row(row)
-
-
-class FaithfulQueries:
-    """An aiosql query set that stores and reads values as this module describes."""
-
-    def __init__(self, queries: Any) -> None:
-        self._queries = queries
-        self._wrapped: dict[str, _FaithfulQuery] = {}
-
-    def __getattr__(self, name: str) -> Any:
-        wrapped = self._wrapped.get(name)
-        if wrapped is None:
-            query = getattr(self._queries, name)
-            if not hasattr(query, "operation"):
-                return query
-            wrapped = self._wrapped[name] = _FaithfulQuery(query)
-        return wrapped
-
-
 __all__ = [
     "MARKER",
-    "FaithfulQueries",
     "escape",
     "loads_json",
     "store_json_text",
+    "store_parameter",
+    "store_parameters",
     "unescape",
+    "unescape_row",
 ]

@@ -19,9 +19,8 @@ import re
 import sqlite3
 import threading
 import uuid
-from collections.abc import Iterator
-from contextlib import AbstractContextManager, contextmanager
-from datetime import UTC, datetime
+from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, ClassVar, Literal
 
@@ -29,9 +28,16 @@ from aiosql.adapters.sqlite3 import SQLite3Adapter
 
 from polylogue.errors import DatabaseError, MigrationError, OperationalError
 from polylogue.storage.backends.base import SQLBackend
+from polylogue.storage.backends.sqlite_backup import write_backup_file
 from polylogue.storage.batches import Params
-from polylogue.storage.faults import cleaning_up, describe_os_error, one_line, run_cleanups
-from polylogue.storage.migrate import discover, iter_statements
+from polylogue.storage.faults import (
+    cleaning_up,
+    describe_os_error,
+    one_line,
+    path_problem,
+    run_cleanups,
+)
+from polylogue.storage.migrate import discover, iter_statements, read_user_version
 from polylogue.storage.private_files import create_private_file as create_private_file
 from polylogue.storage.sqlfiles import QuerySpec
 
@@ -206,8 +212,13 @@ class SQLiteBackend(SQLBackend):
         if self._memory_lock is not None:
             self._memory_lock.release()
 
+    def _owns_transactions(self) -> bool:
+        """Outer verbs are real BEGIN/COMMIT on its own connections, and on a borrowed one
+        while the migration runner (which needs its own commits) has it."""
+        return self._borrowed is None or getattr(self._local, "migrating", False)
+
     def _begin_outer(self, conn: Any) -> None:
-        if self._borrowed is None:
+        if self._owns_transactions():
             super()._begin_outer(conn)
             return
         # The caller owns the transaction: never commit it, nest inside it.
@@ -216,13 +227,13 @@ class SQLiteBackend(SQLBackend):
         conn.execute("SAVEPOINT polylogue_call")
 
     def _commit_outer(self, conn: Any) -> None:
-        if self._borrowed is None:
+        if self._owns_transactions():
             super()._commit_outer(conn)
         else:
             conn.execute("RELEASE SAVEPOINT polylogue_call")
 
     def _rollback_outer(self, conn: Any) -> None:
-        if self._borrowed is None:
+        if self._owns_transactions():
             if conn.in_transaction:  # a COMMIT that failed (disk full) has rolled back
                 super()._rollback_outer(conn)
         else:
@@ -282,12 +293,60 @@ class SQLiteBackend(SQLBackend):
                 raise
             return 0, found
 
-    def schema_version(self) -> int:
-        with self._reading("schema_version") as conn:
-            return read_user_version(conn)
+    # -- migrations: the two hooks the runner cannot express as queries ---------------
 
-    def migration_target(self) -> SQLiteMigrationTarget:
-        return SQLiteMigrationTarget(self)
+    @contextmanager
+    def migration_connection(self) -> Iterator[sqlite3.Connection]:
+        """The base's connection, with foreign keys off for the run: table rebuilds need
+        them off, which only takes effect outside a transaction; each script's
+        ``foreign_key_check`` stands in for them. A borrowed connection is switched to
+        autocommit and its outer verbs made real BEGIN/COMMIT while migrating."""
+        with super().migration_connection() as conn:
+            borrowed_mode = conn.isolation_level
+            cause: BaseException | None = None
+            with self._errors("migrate"):
+                if conn.in_transaction:
+                    raise MigrationError("cannot migrate a connection with a transaction open")
+                conn.isolation_level = None
+                self.queries.disable_foreign_keys(conn)
+            self._local.migrating = True
+            try:
+                yield conn
+            except BaseException as exc:
+                cause = exc
+                raise
+            finally:
+                self._local.migrating = False
+                with cleaning_up(cause, "turning foreign keys back on"), self._errors("migrate"):
+                    self.queries.enable_foreign_keys(conn)
+                    conn.isolation_level = borrowed_mode
+
+    def migration_statements(self, sql: str) -> Iterable[str]:
+        """One statement at a time: sqlite3's ``execute`` runs only one."""
+        return iter_statements(sql, sqlite3.complete_statement)
+
+    def write_migration_backup(
+        self, conn: sqlite3.Connection, version: int, reaching: int
+    ) -> Path | None:
+        """Copy the database file beside itself before the runner migrates it (0600).
+
+        None for an in-memory database and for a backend opened with ``backup=False``.
+        A copy that cannot be finished (disk full) is removed, and the error says why.
+        """
+        if not self.backup:
+            return None
+        with self._errors("find the database file to back up"):
+            name = self.queries.database_file(conn)
+        if not name:
+            return None
+        source = Path(name)
+        try:
+            return write_backup_file(source, reaching, self.queries, busy_timeout=self.busy_timeout)
+        except (sqlite3.Error, OSError) as exc:
+            reason = describe_os_error(exc) if isinstance(exc, OSError) else one_line(str(exc))
+            raise OperationalError(
+                f"writing a backup of {source} (version {version}) beside it failed: {reason}"
+            ) from exc
 
     def close(self) -> None:
         """Close every connection this backend opened (a borrowed one stays open)."""
@@ -320,37 +379,6 @@ def connect(
     return conn
 
 
-def path_problem(path: Path) -> str:
-    """Why this user cannot read and write the database at ``path``, or "" if not seen.
-
-    SQLite says only "unable to open database file" or "readonly database"; the file
-    system can say which of path, folder or mount is the cause.
-    """
-    folder = path.parent
-    try:
-        if path.is_dir():
-            return f"{path} is a folder, not a database file"
-        if not os.access(folder, os.X_OK):
-            return f"this user may not enter the folder {folder}"
-        if os.statvfs(folder).f_flag & os.ST_RDONLY:
-            return f"the file system holding {folder} is mounted read-only"
-        if path.exists() and not os.access(path, os.R_OK | os.W_OK):
-            return f"this user may not read and write {path} (check its owner and mode)"
-        if not os.access(folder, os.W_OK):
-            return (
-                f"this user may not write in the folder {folder}, where SQLite keeps the"
-                " -wal and -shm files beside the database"
-            )
-    except OSError as exc:
-        return describe_os_error(exc)
-    return ""
-
-
-def read_user_version(conn: sqlite3.Connection) -> int:
-    row = conn.execute("PRAGMA user_version").fetchone()
-    return int(row[0])
-
-
 @functools.cache
 def newest_schema_version() -> int:
     """The schema version the packaged SQLite migrations end at."""
@@ -368,201 +396,3 @@ def prepare_connection(conn: sqlite3.Connection, queries: Any, synchronous: Sync
     getattr(queries, f"use_synchronous_{synchronous}")(conn)
     if read_user_version(conn) <= newest_schema_version():
         queries.use_wal(conn)
-
-
-BACKUP_SUFFIX = ".bak"
-UNFINISHED_SUFFIX = ".partial"
-
-
-def backup_name(database: Path, reaching: int, when: datetime, attempt: int = 1) -> Path:
-    """``<name>.pre-v<N>-<UTC time>.bak`` beside ``database`` (``-2``, ``-3``, ... before
-    ``.bak`` when that name is taken).
-
-    N is the version the migration is about to bring the database to; the copy holds the
-    version it had before.
-    """
-    stem = f"{database.name}.pre-v{reaching}-{when.astimezone(UTC):%Y%m%dT%H%M%SZ}"
-    suffix = BACKUP_SUFFIX if attempt == 1 else f"-{attempt}{BACKUP_SUFFIX}"
-    return database.with_name(stem + suffix)
-
-
-def write_backup_file(
-    source: Path, reaching: int, queries: Any, *, busy_timeout: float = DEFAULT_BUSY_TIMEOUT
-) -> Path:
-    """Copy the database ``source`` beside itself (0600) and return the copy's path.
-
-    The copy is written under ``<backup name>.partial`` and renamed when complete, so a
-    process killed while copying never leaves a file that looks like a finished backup.
-    A copy that fails (disk full) is removed; the error is raised.
-    """
-    remove_unfinished_backups(source)
-    when = datetime.now(UTC)
-    attempt = 1
-    while True:
-        path = backup_name(source, reaching, when, attempt)
-        partial = Path(f"{path}{UNFINISHED_SUFFIX}")
-        if not path.exists() and create_private_file(partial):
-            break
-        attempt += 1
-    try:
-        copy_database(source, partial, queries, busy_timeout=busy_timeout)
-        os.replace(partial, path)
-    except BaseException as exc:
-        with cleaning_up(exc, f"removing the unfinished backup {partial}"):
-            for leftover in ("", "-journal", "-wal", "-shm"):
-                Path(f"{partial}{leftover}").unlink(missing_ok=True)
-        raise
-    return path
-
-
-def remove_unfinished_backups(database: Path) -> None:
-    """Remove the ``.partial`` copies (and their journals) that a process killed while
-    backing ``database`` up left beside it.
-
-    Called under the migration lock, which every backup writer holds: none of them is
-    being written now.
-    """
-    prefix = f"{database.name}.pre-v"
-    for entry in database.parent.iterdir():
-        name = entry.name
-        if name.startswith(prefix) and UNFINISHED_SUFFIX in name[len(prefix) :]:
-            entry.unlink(missing_ok=True)
-
-
-def copy_database(
-    source: Path, destination: Path, queries: Any, *, busy_timeout: float = DEFAULT_BUSY_TIMEOUT
-) -> None:
-    """Copy ``source`` into the empty file ``destination`` with SQLite's online backup API.
-
-    The copy is read through a connection of its own: the backup API cannot read through
-    a connection that holds a write transaction (it reports "locked" forever), and the
-    migrating connection holds one. The copy is switched to a rollback journal, so it is
-    one self-contained file; SQLite syncs it to disk when the copy commits.
-    """
-    reader = sqlite3.connect(
-        f"{source.as_uri()}?mode=ro", uri=True, timeout=busy_timeout, isolation_level=None
-    )
-    try:
-        copy = sqlite3.connect(destination, isolation_level=None)
-        try:
-            reader.backup(copy)
-            queries.use_rollback_journal(copy)
-        finally:
-            copy.close()
-    finally:
-        reader.close()
-
-
-class SQLiteMigrationTarget:
-    """How the runner migrates SQLite: ``BEGIN IMMEDIATE`` is the lock, and the version
-    is ``PRAGMA user_version`` (written inside the script's transaction). Before the first
-    script it writes a backup of a file database (:meth:`write_backup`); before each
-    commit it runs ``foreign_key_check`` and ``quick_check`` on the script's result."""
-
-    dialect = "sqlite"
-
-    def __init__(self, backend: SQLiteBackend) -> None:
-        self.backend = backend
-        self.queries = backend.queries
-
-    @contextmanager
-    def migration_connection(self) -> Iterator[sqlite3.Connection]:
-        backend = self.backend
-        if backend.in_transaction:
-            raise MigrationError("cannot migrate inside an open transaction")
-        conn = backend._acquire()
-        # Table rebuilds need foreign keys off, which only takes effect outside a
-        # transaction; each script's foreign_key_check stands in for them.
-        borrowed_mode = conn.isolation_level
-        cause: BaseException | None = None
-        try:
-            with backend._errors("migrate"):
-                if conn.in_transaction:
-                    raise MigrationError("cannot migrate a connection with a transaction open")
-                conn.isolation_level = None
-                self.queries.disable_foreign_keys(conn)
-            try:
-                yield conn
-            except BaseException as exc:
-                cause = exc
-                raise
-            finally:
-                with cleaning_up(cause, "turning foreign keys back on"), backend._errors("migrate"):
-                    self.queries.enable_foreign_keys(conn)
-                    conn.isolation_level = borrowed_mode
-        except BaseException as exc:
-            with cleaning_up(exc, "giving the connection back"):
-                backend._release(conn)
-            raise
-        backend._release(conn)
-
-    def begin_locked(self, conn: sqlite3.Connection) -> None:
-        with self.backend._errors("migrate (begin)"):
-            conn.execute("BEGIN IMMEDIATE")
-
-    def commit(self, conn: sqlite3.Connection) -> None:
-        with self.backend._errors("migrate (commit)"):
-            conn.execute("COMMIT")
-
-    def rollback(self, conn: sqlite3.Connection) -> None:
-        if conn.in_transaction:
-            with self.backend._errors("migrate (rollback)"):
-                conn.execute("ROLLBACK")
-
-    def read_version(self, conn: sqlite3.Connection) -> int:
-        with self.backend._errors("read schema version"):
-            return read_user_version(conn)
-
-    def write_version(self, conn: sqlite3.Connection, version: int) -> None:
-        conn.execute(f"PRAGMA user_version = {int(version)}")
-
-    def run_script(self, conn: sqlite3.Connection, sql: str) -> None:
-        for statement in iter_statements(sql, sqlite3.complete_statement):
-            conn.execute(statement)
-
-    def check_before_commit(self, conn: sqlite3.Connection) -> None:
-        broken = [tuple(row) for row in self.queries.foreign_key_check(conn)]
-        if broken:
-            raise MigrationError(
-                f"foreign key check failed after the script: {len(broken)} rows, first"
-                f" {broken[:5]} (table, rowid, parent, fkid)"
-            )
-        # Sees the script's uncommitted pages: a damaged file or a NOT NULL/CHECK
-        # violation is found before anything is committed, not by the next reader.
-        problems = [str(row["problem"]) for row in self.queries.quick_check(conn)]
-        if problems != ["ok"]:
-            raise MigrationError(
-                f"quick_check failed after the script: {len(problems)} problems, first"
-                f" {problems[:3]}"
-            )
-
-    def write_backup(self, conn: sqlite3.Connection, version: int, reaching: int) -> Path | None:
-        """Copy the database file beside itself before the runner migrates it (0600).
-
-        None for an in-memory database and for a backend opened with ``backup=False``.
-        A copy that cannot be finished (disk full) is removed, and the error says why.
-        """
-        if not self.backend.backup:
-            return None
-        with self.backend._errors("find the database file to back up"):
-            name = self.queries.database_file(conn)
-        if not name:
-            return None
-        source = Path(name)
-        try:
-            return write_backup_file(
-                source, reaching, self.queries, busy_timeout=self.backend.busy_timeout
-            )
-        except (sqlite3.Error, OSError) as exc:
-            reason = describe_os_error(exc) if isinstance(exc, OSError) else one_line(str(exc))
-            raise OperationalError(
-                f"writing a backup of {source} (version {version}) beside it failed: {reason}"
-            ) from exc
-
-    def session_lock(self, conn: sqlite3.Connection) -> AbstractContextManager[None]:
-        raise MigrationError(
-            "SQLite migrations always run in a transaction; remove the no-transaction marker"
-        )
-
-    def run_script_outside_transaction(self, conn: sqlite3.Connection, sql: str) -> None:
-        raise MigrationError("SQLite migrations always run in a transaction")
