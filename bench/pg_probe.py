@@ -12,7 +12,7 @@ turning records into parameters. Measured, median of ``--repeat`` alternating ru
   upserts, one transaction per bundle, no binding);
 - the message upsert alone, batches of 10,000 rows, conversations already loaded:
   (a) row-wise ``executemany`` (psycopg pipelines it), (b) what polylogue does: columnar
-  ``INSERT ... SELECT FROM unnest(arrays)`` (``sql/postgres/messages.sql``), sent in
+  ``INSERT ... SELECT FROM unnest(arrays)`` (``sql/postgresql/messages.sql``), sent in
   chunks of ``PIPELINE_CHUNK`` rows through psycopg's pipeline mode, (c) ``COPY`` into a
   temporary staging table plus one set-based upsert, and plain COPY of the same rows.
 

@@ -42,7 +42,7 @@ def server_url() -> str:
 def unreachable_reason() -> str | None:
     """Why the test server cannot be used, or None when it answers."""
     if psycopg is None:
-        return "psycopg is not installed: pip install 'polylogue-storage[postgres]'"
+        return "psycopg is not installed: pip install 'polylogue-storage[postgresql]'"
     try:
         psycopg.connect(server_url(), connect_timeout=5).close()
     except psycopg.Error as exc:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import stat
 import sys
+import tomllib
 from pathlib import Path
 
 import pytest
@@ -91,8 +92,16 @@ def test_missing_extra_names_the_pip_command(monkeypatch: pytest.MonkeyPatch) ->
     with pytest.raises(ConfigurationError, match=r"pip install 'polylogue-storage\[duckdb\]'"):
         create_backend("duckdb://:memory:")
     monkeypatch.setitem(sys.modules, "psycopg", None)
-    with pytest.raises(ConfigurationError, match=r"pip install 'polylogue-storage\[postgres\]'"):
+    with pytest.raises(ConfigurationError, match=r"pip install 'polylogue-storage\[postgresql\]'"):
         create_backend("postgresql://u@localhost/db")
+
+
+def test_the_postgres_extra_is_an_alias_of_postgresql() -> None:
+    # The extra is named like the dialect; ``postgres`` stays for existing installs.
+    pyproject = tomllib.loads((Path(__file__).parents[1] / "pyproject.toml").read_text())
+    extras = pyproject["project"]["optional-dependencies"]
+    assert extras["postgresql"] == extras["postgres"]
+    assert any(dep.startswith("psycopg[") for dep in extras["postgresql"])
 
 
 def test_urls_parse_and_passwords_are_redacted() -> None:

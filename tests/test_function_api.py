@@ -12,6 +12,7 @@ import pytest
 import polylogue.storage as storage
 from polylogue.storage import db, store
 from polylogue.storage.backends import SQLiteBackend
+from polylogue.storage.borrowed import BorrowedSQLiteBackend
 from polylogue.storage.migrate import discover
 from polylogue.storage.repository import StorageRepository
 from tests.records import attachment, bundle, conversation, message
@@ -103,6 +104,27 @@ def test_connection_context_uses_the_given_connection_without_committing(tmp_pat
         )
     assert counts["conversations"] == 1
     assert conn.in_transaction  # the caller still owns the transaction
+    conn.rollback()
+    assert conn.execute("SELECT count(*) FROM conversations").fetchone()[0] == 0
+    conn.close()
+
+
+def test_a_borrowed_backend_leaves_the_connection_and_its_transaction_to_the_caller(
+    tmp_path: Path,
+) -> None:
+    path = tmp_path / "a.db"
+    with db.open_connection(path):
+        pass
+    conn = sqlite3.connect(path)
+    backend = BorrowedSQLiteBackend(conn)
+    assert backend.describe() == "sqlite (borrowed connection)" and backend.db_path is None
+    backend.save_conversation(conversation("c1"))
+    with pytest.raises(ValueError), backend.transaction():
+        backend.save_conversation(conversation("c2"))
+        raise ValueError("undo only this")
+    backend.close()
+    assert conn.in_transaction  # c1 is the caller's to commit, c2 was undone
+    assert [r[0] for r in conn.execute("SELECT conversation_id FROM conversations")] == ["c1"]
     conn.rollback()
     assert conn.execute("SELECT count(*) FROM conversations").fetchone()[0] == 0
     conn.close()

@@ -171,7 +171,7 @@ def broken_copy(request: pytest.FixtureRequest, tmp_path: Path) -> tuple[Path, s
     package = Path(polylogue.__file__).parent
     shutil.copytree(package, root / "polylogue", ignore=shutil.ignore_patterns("__pycache__"))
     for kind in ("sql", "migrations"):
-        for dialect in ("sqlite", "postgres", "duckdb"):
+        for dialect in ("sqlite", "postgresql", "duckdb"):
             source = resource_dir(kind, dialect)
             shutil.copytree(source, root / kind / dialect)
     blamed = BREAKAGES[request.param](root / "migrations" / "sqlite")

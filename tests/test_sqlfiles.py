@@ -104,11 +104,21 @@ def test_bulk_queries_may_be_row_wise_or_columnar() -> None:
 DIALECTS = [SQLiteBackend, DuckDBBackend, PostgresBackend]
 
 
+def test_each_dialect_has_one_name_its_folders_too() -> None:
+    # One name per dialect: the class's ``dialect`` is its folder under sql/ and migrations/,
+    # and no folder goes by another name (PostgreSQL's were once ``postgres``).
+    names = {backend.dialect for backend in DIALECTS}
+    assert names == {"sqlite", "postgresql", "duckdb"}
+    for kind in ("sql", "migrations"):
+        root = resource_dir(kind, "sqlite").parent
+        assert {p.name for p in root.iterdir() if p.is_dir()} == names, kind
+
+
 @pytest.mark.parametrize("backend", DIALECTS, ids=lambda cls: cls.dialect)
 def test_every_dialect_defines_the_contract_and_what_its_capabilities_call(
     backend: type[SQLBackend],
 ) -> None:
-    folder = resource_dir("sql", backend.sql_folder or backend.dialect)
+    folder = resource_dir("sql", backend.dialect)
     check_query_set(folder, backend.expected_queries())
     # One contract: what the binding calls on every dialect is in every folder, even
     # where a bulk form is row-wise (SQLite's upsert_conversations).

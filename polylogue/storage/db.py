@@ -20,12 +20,11 @@ from polylogue.errors import DatabaseError, OperationalError
 from polylogue.storage.backends.config import default_db_path
 from polylogue.storage.backends.sqlite import (
     DEFAULT_BUSY_TIMEOUT,
-    SQLiteBackend,
     connect,
     create_private_file,
     newest_schema_version,
-    prepare_connection,
 )
+from polylogue.storage.borrowed import BorrowedSQLiteBackend
 from polylogue.storage.faults import cleaning_up, describe_os_error, run_cleanups
 
 if TYPE_CHECKING:
@@ -74,9 +73,8 @@ def _open(path: Path) -> sqlite3.Connection:
     except sqlite3.Error as exc:
         raise DatabaseError(f"cannot open {path}: {exc}") from exc
     try:
-        backend = SQLiteBackend.borrowing(conn)
-        with backend._errors(f"open {path}"):
-            prepare_connection(conn, backend.queries, "normal")
+        backend = BorrowedSQLiteBackend(conn)
+        backend.configure_connection(f"open {path}")
         conn.isolation_level = "DEFERRED"
         backend.migration_runner().migrate()
     except BaseException as exc:

@@ -1,10 +1,9 @@
 """The migration runner: numbered SQL scripts, applied once each, in order, on every dialect.
 
-``migrations/<dialect>/NNNN_slug.sql`` holds the schema history; the number is the schema
-version the script produces. The runner refuses gaps and duplicate numbers, applies every
-pending script in its own transaction under a write lock (so two processes migrating the
-same database apply each script once), and records version, name, sha256 checksum and time
-in ``schema_migrations``.
+``migrations/<dialect>/NNNN_slug.sql`` holds the schema history (no gaps, no duplicates);
+the number is the version the script produces. Each pending script runs in its own
+transaction under a write lock (two processes migrating one database apply it once) and is
+recorded, with its sha256 checksum and time, in ``schema_migrations``.
 
 There is one target shape: the backend itself (:class:`MigrationBackend`). It lends the
 runner a connection outside any transaction and its own transaction verbs; everything else
@@ -23,25 +22,20 @@ is named queries, and what differs by dialect is *which* queries its set declare
 - ``foreign_key_check``, ``quick_check`` and ``dangling_references`` check each script's
   result before its commit where declared.
 
-Two things are not queries and stay small hooks on the backend: copying the database aside
-(:meth:`MigrationBackend.write_migration_backup`, a file copy; SQLite only) and preparing
-the connection (:meth:`MigrationBackend.migration_connection`; SQLite turns foreign keys off
-there, which table rebuilds need and which only takes effect outside a transaction).
-A third, :meth:`MigrationBackend.migration_statements`, says how the driver takes a script.
+What is not a query stays a small hook on the backend: preparing the connection, how the
+driver takes a script, and copying the database aside (a file copy; SQLite only).
 
-Applied scripts are never edited, with one explicit exception: a fix that has the same
-effect (SQLite's 0002 was rewritten to build its index before recounting, not after) names
-the text it replaces in its header, ``-- polylogue: replaces sha256:<checksum of the old
-file>``. A database that recorded a listed checksum is not drift; any other difference is.
+Applied scripts are never edited (any difference is drift), except by a fix with the same
+effect that names the text it replaces in its header, ``-- polylogue: replaces
+sha256:<checksum of the old file>`` (SQLite's 0002 now builds its index before recounting).
 Before the first script changes a database that already holds a schema (version >= 1), the
 backend may write a backup of it, named in every error that follows.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from contextlib import AbstractContextManager, contextmanager
-from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, Protocol
@@ -51,54 +45,13 @@ from polylogue.storage.faults import cleaning_up
 from polylogue.storage.migration_scripts import (
     NO_TRANSACTION_MARKER,
     REPLACES_DIRECTIVE,
+    AppliedMigration,
     MigrationScript,
+    MigrationStatus,
     discover,
     is_baseline,
     iter_statements,
 )
-
-
-@dataclass(frozen=True)
-class AppliedMigration:
-    """One row of ``schema_migrations``, compared with the script on disk."""
-
-    version: int
-    name: str
-    checksum: str
-    applied_at: str
-    file_checksum: str | None
-    file_replaces: frozenset[str] = frozenset()
-
-    @property
-    def changed(self) -> bool:
-        """The script on disk is no longer the one that was applied, nor declares it
-        replaces that text (drift)."""
-        return (
-            self.file_checksum is not None
-            and self.file_checksum != self.checksum
-            and self.checksum not in self.file_replaces
-        )
-
-    @property
-    def earlier_text(self) -> bool:
-        """Applied as an earlier text that the script on disk declares it replaces."""
-        return self.checksum != self.file_checksum and self.checksum in self.file_replaces
-
-
-@dataclass(frozen=True)
-class MigrationStatus:
-    """Where a database stands against the scripts that ship with this code."""
-
-    current_version: int
-    target_version: int
-    applied: list[AppliedMigration]
-    pending: list[MigrationScript]
-    unrecorded: list[int] = field(default_factory=list)
-
-    @property
-    def changed(self) -> list[AppliedMigration]:
-        """Applied scripts whose file has been edited since (drift)."""
-        return [m for m in self.applied if m.changed]
 
 
 class MigrationBackend(Protocol):
@@ -122,7 +75,8 @@ class MigrationBackend(Protocol):
         """The statements of a script, as the driver runs them."""
 
     def migration_connection(self) -> AbstractContextManager[Any]:
-        """A connection outside any transaction, prepared for migrating, for the run."""
+        """A connection outside any transaction, prepared for migrating, for the run
+        (SQLite turns foreign keys off, which table rebuilds need, and only can out here)."""
 
     def migration_transaction(self, conn: Any) -> AbstractContextManager[None]:
         """BEGIN ... COMMIT on ``conn`` with the binding's own verbs; any failure rolls back."""
@@ -153,24 +107,22 @@ class MigrationRunner:
     def status(self) -> MigrationStatus:
         """Report version, applied scripts with checksums, pending scripts; change nothing."""
         with self.target.migration_connection() as conn:
-            return self._status(read_version(self.target, conn), self._applied(conn))
+            return self._status(conn)
 
     def migrate(
         self, *, dry_run: bool = False, allow_changed: bool = False, backup: bool = True
     ) -> list[MigrationScript]:
         """Apply pending scripts (or, with ``dry_run``, list them) and return them.
 
-        With ``backup`` (the default), a database at version >= 1 is first copied beside
-        itself if the backend can (SQLite); :attr:`backup_path` names the copy. Raises
-        :class:`SchemaVersionError` for a database newer than this code and
-        :class:`MigrationError` when an applied script was edited (unless
-        ``allow_changed``), the backup cannot be written, or a script or the check of its
-        result fails; a failed script leaves the database at the version it had before
-        that script, and the error names the backup.
+        With ``backup``, a database at version >= 1 is first copied beside itself where
+        the backend can (SQLite; :attr:`backup_path`). Raises :class:`SchemaVersionError`
+        for a database newer than this code, :class:`MigrationError` for an edited applied
+        script (unless ``allow_changed``), a failed backup, script or check of its result;
+        a failed script leaves the version it found, and the error names the backup.
         """
         self.backup_path = None
         with self.target.migration_connection() as conn:
-            status = self._status(read_version(self.target, conn), self._applied(conn))
+            status = self._status(conn)
             # Decided by the version the run starts from: a new database migrated from 0
             # has nothing to lose, even once its first script has run.
             self._backup_due = backup and status.current_version >= 1
@@ -198,13 +150,20 @@ class MigrationRunner:
             with self.target.migration_errors("migrate"):
                 conn.execute(statement)
 
-    def _status(self, current: int, applied: list[AppliedMigration]) -> MigrationStatus:
+    def _status(self, conn: Any) -> MigrationStatus:
+        """Where the database behind ``conn`` stands; refuses one newer than this code."""
+        current = read_version(self.target, conn)
         if current > self.target_version:
             raise SchemaVersionError(
                 f"Unsupported DB schema version {current} (expected {self.target_version})"
                 + (f" in {self.where}" if self.where else "")
                 + ": a newer polylogue wrote it; upgrade polylogue to use it"
             )
+        applied = []
+        if self.target.queries.schema_migrations_exists(conn):
+            by_version = {s.version: s for s in self.scripts}
+            for row in self.target.queries.get_applied_migrations(conn):
+                applied.append(AppliedMigration.of(row, by_version.get(int(row["version"]))))
         recorded = {m.version for m in applied}
         return MigrationStatus(
             current_version=current,
@@ -217,26 +176,6 @@ class MigrationRunner:
                 if s.version <= current and s.version not in recorded
             ],
         )
-
-    def _applied(self, conn: Any) -> list[AppliedMigration]:
-        queries = self.target.queries
-        if not queries.schema_migrations_exists(conn):
-            return []
-        by_version = {s.version: s for s in self.scripts}
-        applied = []
-        for row in queries.get_applied_migrations(conn):
-            script = by_version.get(int(row["version"]))
-            applied.append(
-                AppliedMigration(
-                    version=int(row["version"]),
-                    name=str(row["name"]),
-                    checksum=str(row["checksum"]),
-                    applied_at=str(row["applied_at"]),
-                    file_checksum=script.checksum if script else None,
-                    file_replaces=script.replaces if script else frozenset(),
-                )
-            )
-        return applied
 
     def _has(self, query: str) -> bool:
         return query in self.target.dialect_queries
@@ -255,90 +194,91 @@ class MigrationRunner:
             yield
 
     def _apply(self, conn: Any, script: MigrationScript) -> bool:
-        """Apply one script unless another process got there first; True when applied."""
-        if script.no_transaction:
-            return self._apply_without_transaction(conn, script)
-        current, backing_up = script.version - 1, False
-        try:
-            with self._locked(conn):
-                current = read_version(self.target, conn)
-                if current >= script.version:
-                    return False
-                self._check_next(current, script)
-                # Inside the lock: the copy is exactly what this run starts from, and of
-                # several processes opening one old archive only the one that migrates copies.
-                backing_up = True
-                self._back_up(conn, current)
-                backing_up = False
-                self._record_missing(conn, current)
-                self.run_script(conn, script.sql)
-                self._record(conn, script)
-                self._write_version(conn, script.version)
-                self._check_result(conn)
-        except Exception as exc:
-            if isinstance(exc, SchemaVersionError):
-                raise
-            if backing_up:
-                raise _backup_failed(exc, current) from exc
-            raise MigrationError(
-                f"migration {script.path.name} failed: {exc}; the database is still at"
-                f" version {current}{self._backup_note()}"
-            ) from exc
-        return True
-
-    def _apply_without_transaction(self, conn: Any, script: MigrationScript) -> bool:
-        """Run a ``no-transaction`` script under the session lock, then record it."""
-        if not self._has("lock_migrations_session"):
+        """Apply one script unless another process got there first; True when applied.
+        A no-transaction script runs under the session lock; its record, in a transaction."""
+        if script.no_transaction and not self._has("lock_migrations_session"):
             name = _DIALECT_NAMES.get(self.target.migration_dialect, self.target.migration_dialect)
             raise MigrationError(
                 f"migration {script.path.name}: {name} migrations always run in a"
                 " transaction; remove the no-transaction marker"
             )
-        with self._session_locked(conn):
-            current = read_version(self.target, conn)
-            if current >= script.version:
-                return False
-            self._check_next(current, script)
-            try:
+        current, stage = script.version - 1, "lock"
+        try:
+            with (self._session_locked if script.no_transaction else self._locked)(conn):
+                current = read_version(self.target, conn)
+                if current >= script.version:
+                    return False
+                if current != script.version - 1 and not (
+                    current == 0 and script is self.scripts[0]
+                ):
+                    raise MigrationError(
+                        f"cannot apply {script.path.name} to a database at version {current}"
+                    )
+                # Inside the lock: the copy is exactly what this run starts from, and of
+                # several processes opening one old archive only the one that migrates copies.
+                stage = "backup"
                 self._back_up(conn, current)
-            except Exception as exc:
-                raise _backup_failed(exc, current) from exc
-            try:
                 # One statement per execute: several in one call would form an implicit
-                # transaction, where CREATE INDEX CONCURRENTLY is refused.
+                # transaction, where (no-transaction) CREATE INDEX CONCURRENTLY is refused.
+                stage = "script"
                 self.run_script(conn, script.sql)
-            except Exception as exc:
-                raise MigrationError(
-                    f"migration {script.path.name} (no-transaction) failed: {exc}; the"
-                    f" database is still at version {current}; statements of the script that"
-                    " completed before the failure are not undone, so write such scripts to"
-                    f" be re-runnable (IF NOT EXISTS){self._backup_note()}"
-                ) from exc
-            with self._locked(conn):
-                self._record_missing(conn, current)
-                self._record(conn, script)
-                self._write_version(conn, script.version)
+                stage = "record"
+                if script.no_transaction:
+                    with self._locked(conn):
+                        self._record_applied(conn, script, current)
+                else:
+                    self._record_applied(conn, script, current)
+                    self._check_result(conn)
+        except Exception as exc:
+            failure = self._failure(exc, script, stage, current)
+            if failure is exc:
+                raise
+            raise failure from exc
         return True
+
+    def _failure(
+        self, exc: Exception, script: MigrationScript, stage: str, current: int
+    ) -> Exception:
+        """What to raise for ``exc`` met at ``stage`` of applying ``script``."""
+        if isinstance(exc, SchemaVersionError):
+            return exc
+        if stage == "backup":
+            return MigrationError(
+                f"no backup before migrating: {exc}; nothing was migrated (the database is"
+                f" still at version {current}): make room for the copy, or migrate without"
+                " one (polylogue migrate --no-backup, backup=False)"
+            )
+        if not script.no_transaction:  # rolled back, whatever failed
+            return MigrationError(
+                f"migration {script.path.name} failed: {exc}; the database is still at"
+                f" version {current}{self._backup_note()}"
+            )
+        if stage == "script":
+            return MigrationError(
+                f"migration {script.path.name} (no-transaction) failed: {exc}; the"
+                f" database is still at version {current}; statements of the script that"
+                " completed before the failure are not undone, so write such scripts to"
+                f" be re-runnable (IF NOT EXISTS){self._backup_note()}"
+            )
+        return exc
 
     @contextmanager
     def _session_locked(self, conn: Any) -> Iterator[None]:
+        """The session lock around a no-transaction script, released however it ends."""
         queries, key = self.target.queries, self.target.migration_lock_key
         with self.target.migration_errors("migrate (session lock)"):
             queries.lock_migrations_session(conn, lock_key=key)
+        cause: BaseException | None = None
         try:
             yield
         except BaseException as exc:
-            with cleaning_up(exc, "the unlock"):
-                self._unlock_session(conn)
+            cause = exc
             raise
-        self._unlock_session(conn)
-
-    def _unlock_session(self, conn: Any) -> None:
-        if not getattr(conn, "closed", False):  # a lost session has released its lock
-            with self.target.migration_errors("migrate (session unlock)"):
-                self.target.queries.unlock_migrations_session(
-                    conn, lock_key=self.target.migration_lock_key
-                )
+        finally:
+            if not getattr(conn, "closed", False):  # a lost session has released its lock
+                unlocking = self.target.migration_errors("migrate (session unlock)")
+                with cleaning_up(cause, "the unlock"), unlocking:
+                    queries.unlock_migrations_session(conn, lock_key=key)
 
     def _back_up(self, conn: Any, current: int) -> None:
         """Write the backup once per run, before the first script touches a database
@@ -350,45 +290,16 @@ class MigrationRunner:
             )
 
     def _backup_note(self) -> str:
-        if self.backup_path is None:
-            return ""
-        return f"; the backup made before migrating is {self.backup_path}"
-
-    def _check_next(self, current: int, script: MigrationScript) -> None:
-        if current == 0 and script is self.scripts[0]:
-            return
-        if current != script.version - 1:
-            raise MigrationError(
-                f"cannot apply {script.path.name} to a database at version {current}"
-            )
+        note = f"; the backup made before migrating is {self.backup_path}"
+        return note if self.backup_path else ""
 
     def _check_result(self, conn: Any) -> None:
         """Raise if the script left the database inconsistent (the dialect's checks)."""
-        queries = self.target.queries
-        if self._has("foreign_key_check"):
-            broken = [tuple(row) for row in queries.foreign_key_check(conn)]
-            if broken:
-                raise MigrationError(
-                    f"foreign key check failed after the script: {len(broken)} rows, first"
-                    f" {broken[:5]} (table, rowid, parent, fkid)"
-                )
-        if self._has("quick_check"):
-            # Sees the script's uncommitted pages: a damaged file or a NOT NULL/CHECK
-            # violation is found before anything is committed, not by the next reader.
-            problems = [str(row["problem"]) for row in queries.quick_check(conn)]
-            if problems != ["ok"]:
-                raise MigrationError(
-                    f"quick_check failed after the script: {len(problems)} problems, first"
-                    f" {problems[:3]}"
-                )
-        if self._has("dangling_references"):
-            # DuckDB's schema has no foreign keys (see its baseline): this stands in.
-            dangling = queries.dangling_references(conn)
-            if dangling:
-                first = ", ".join(
-                    f"{row['child']} -> {row['parent']} ({row['key']!r})" for row in dangling
-                )
-                raise MigrationError(f"the script left rows pointing at nothing: {first}")
+        for query, problem_in in _RESULT_CHECKS:
+            if self._has(query):
+                problem = problem_in(list(getattr(self.target.queries, query)(conn)))
+                if problem:
+                    raise MigrationError(problem)
 
     def _record_missing(self, conn: Any, current: int) -> None:
         """Adopt a database made before ``schema_migrations`` existed: record its versions."""
@@ -408,13 +319,51 @@ class MigrationRunner:
             applied_at=datetime.now(UTC).isoformat(timespec="seconds"),
         )
 
-    def _write_version(self, conn: Any, version: int) -> None:
-        """SQLite keeps its version in the file header (elsewhere: the newest record)."""
-        if not self._has("current_schema_version"):
-            conn.execute(f"PRAGMA user_version = {int(version)}")
+    def _record_applied(self, conn: Any, script: MigrationScript, current: int) -> None:
+        """Record ``script`` (and any unrecorded version up to ``current``) and its version."""
+        self._record_missing(conn, current)
+        self._record(conn, script)
+        if not self._has("current_schema_version"):  # SQLite keeps it in the file header
+            conn.execute(f"PRAGMA user_version = {int(script.version)}")
 
 
-_DIALECT_NAMES = {"sqlite": "SQLite", "duckdb": "DuckDB", "postgres": "PostgreSQL"}
+_DIALECT_NAMES = {"sqlite": "SQLite", "duckdb": "DuckDB", "postgresql": "PostgreSQL"}
+
+
+def _broken_foreign_keys(rows: list[Any]) -> str | None:
+    first = [tuple(row) for row in rows[:5]]
+    return (
+        f"foreign key check failed after the script: {len(rows)} rows, first {first}"
+        " (table, rowid, parent, fkid)"
+        if rows
+        else None
+    )
+
+
+def _quick_check_problems(rows: list[Any]) -> str | None:
+    problems = [str(row["problem"]) for row in rows]
+    return (
+        f"quick_check failed after the script: {len(problems)} problems, first {problems[:3]}"
+        if problems != ["ok"]
+        else None
+    )
+
+
+def _dangling(rows: list[Any]) -> str | None:
+    first = ", ".join(f"{row['child']} -> {row['parent']} ({row['key']!r})" for row in rows)
+    return f"the script left rows pointing at nothing: {first}" if rows else None
+
+
+# The checks of a script's result before its commit, where the dialect declares the query,
+# with what its rows say is wrong (None: nothing).
+_RESULT_CHECKS: tuple[tuple[str, Callable[[list[Any]], str | None]], ...] = (
+    ("foreign_key_check", _broken_foreign_keys),
+    # Sees the script's uncommitted pages: a damaged file or a NOT NULL/CHECK violation is
+    # found before anything is committed, not by the next reader.
+    ("quick_check", _quick_check_problems),
+    # DuckDB's schema has no foreign keys (see its baseline): this stands in.
+    ("dangling_references", _dangling),
+)
 
 
 def read_version(target: MigrationBackend, conn: Any) -> int:
@@ -430,14 +379,6 @@ def read_version(target: MigrationBackend, conn: Any) -> int:
 def read_user_version(conn: Any) -> int:
     """SQLite's ``PRAGMA user_version``: where SQLite keeps its schema version."""
     return int(conn.execute("PRAGMA user_version").fetchone()[0])
-
-
-def _backup_failed(exc: Exception, current: int) -> MigrationError:
-    return MigrationError(
-        f"no backup before migrating: {exc}; nothing was migrated (the database is still at"
-        f" version {current}): make room for the copy, or migrate without one"
-        " (polylogue migrate --no-backup, backup=False)"
-    )
 
 
 __all__ = [

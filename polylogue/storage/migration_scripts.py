@@ -1,16 +1,19 @@
-"""Migration scripts on disk: names, order, header directives, statements.
+"""Migration scripts on disk: names, order, header directives, statements; and what the
+runner reports about them.
 
 Kept apart from the runner (:mod:`polylogue.storage.migrate`) because it needs no database:
 ``discover`` is what reads ``migrations/<dialect>/``, and it is all that the schema version
-constants and the script checks in the tests need.
+constants and the script checks in the tests need. The result records
+(:class:`AppliedMigration`, :class:`MigrationStatus`) are plain data about scripts, so they
+live here too and keep the runner short; :mod:`~polylogue.storage.migrate` re-exports them.
 """
 
 from __future__ import annotations
 
 import hashlib
 import re
-from collections.abc import Iterator
-from dataclasses import dataclass
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -36,6 +39,61 @@ class MigrationScript:
     no_transaction: bool
     replaces: frozenset[str] = frozenset()
     """Checksums of earlier texts of this script that had the same effect."""
+
+
+@dataclass(frozen=True)
+class AppliedMigration:
+    """One row of ``schema_migrations``, compared with the script on disk."""
+
+    version: int
+    name: str
+    checksum: str
+    applied_at: str
+    file_checksum: str | None
+    file_replaces: frozenset[str] = frozenset()
+
+    @classmethod
+    def of(cls, row: Mapping[str, Any], script: MigrationScript | None) -> AppliedMigration:
+        """A ``get_applied_migrations`` row beside its script on disk (None: no such file)."""
+        return cls(
+            version=int(row["version"]),
+            name=str(row["name"]),
+            checksum=str(row["checksum"]),
+            applied_at=str(row["applied_at"]),
+            file_checksum=script.checksum if script else None,
+            file_replaces=script.replaces if script else frozenset(),
+        )
+
+    @property
+    def changed(self) -> bool:
+        """The script on disk is no longer the one that was applied, nor declares it
+        replaces that text (drift)."""
+        return (
+            self.file_checksum is not None
+            and self.file_checksum != self.checksum
+            and self.checksum not in self.file_replaces
+        )
+
+    @property
+    def earlier_text(self) -> bool:
+        """Applied as an earlier text that the script on disk declares it replaces."""
+        return self.checksum != self.file_checksum and self.checksum in self.file_replaces
+
+
+@dataclass(frozen=True)
+class MigrationStatus:
+    """Where a database stands against the scripts that ship with this code."""
+
+    current_version: int
+    target_version: int
+    applied: list[AppliedMigration]
+    pending: list[MigrationScript]
+    unrecorded: list[int] = field(default_factory=list)
+
+    @property
+    def changed(self) -> list[AppliedMigration]:
+        """Applied scripts whose file has been edited since (drift)."""
+        return [m for m in self.applied if m.changed]
 
 
 def discover(dialect: str, folder: Path | None = None) -> list[MigrationScript]:
@@ -152,7 +210,9 @@ __all__ = [
     "DIRECTIVE_PREFIX",
     "NO_TRANSACTION_MARKER",
     "REPLACES_DIRECTIVE",
+    "AppliedMigration",
     "MigrationScript",
+    "MigrationStatus",
     "discover",
     "is_baseline",
     "iter_statements",

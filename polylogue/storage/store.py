@@ -1,8 +1,8 @@
 """Record-level functions existing callers use, on a plain ``sqlite3.Connection``.
 
 They run the same named queries as :class:`~polylogue.storage.backends.SQLiteBackend`
-(through :meth:`SQLiteBackend.borrowing`), inside the caller's transaction: nothing here
-commits a connection it was given.
+(through :class:`~polylogue.storage.borrowed.BorrowedSQLiteBackend`), inside the caller's
+transaction: nothing here commits a connection it was given.
 """
 
 from __future__ import annotations
@@ -10,7 +10,7 @@ from __future__ import annotations
 import sqlite3
 from collections.abc import Sequence
 
-from polylogue.storage.backends.sqlite import SQLiteBackend
+from polylogue.storage.borrowed import BorrowedSQLiteBackend
 from polylogue.storage.db import connection_context
 from polylogue.storage.records import (
     MAX_ATTACHMENT_SIZE,
@@ -35,7 +35,7 @@ def store_records(
     database and commits.
     """
     with connection_context(conn) as active:
-        repository = StorageRepository(backend=SQLiteBackend.borrowing(active))
+        repository = StorageRepository(backend=BorrowedSQLiteBackend(active))
         return repository.save_conversation(
             conversation=conversation, messages=messages, attachments=attachments
         )
@@ -43,23 +43,23 @@ def store_records(
 
 def upsert_conversation(conn: sqlite3.Connection, record: ConversationRecord) -> bool:
     """Insert or update; True when a row was inserted or changed."""
-    return SQLiteBackend.borrowing(conn).save_conversation(record) > 0
+    return BorrowedSQLiteBackend(conn).save_conversation(record) > 0
 
 
 def upsert_message(conn: sqlite3.Connection, record: MessageRecord) -> bool:
     """Insert or update; True when a row was inserted or changed."""
-    return SQLiteBackend.borrowing(conn).save_messages([record]) > 0
+    return BorrowedSQLiteBackend(conn).save_messages([record]) > 0
 
 
 def upsert_attachment(conn: sqlite3.Connection, record: AttachmentRecord) -> bool:
     """Save the attachment row and its ref; True when either was inserted or changed."""
-    new_refs, changed_rows = SQLiteBackend.borrowing(conn).save_attachments_counted([record])
+    new_refs, changed_rows = BorrowedSQLiteBackend(conn).save_attachments_counted([record])
     return new_refs > 0 or changed_rows > 0
 
 
 def record_run(conn: sqlite3.Connection, record: RunRecord) -> None:
     """Store an import run."""
-    SQLiteBackend.borrowing(conn).record_run(record)
+    BorrowedSQLiteBackend(conn).record_run(record)
 
 
 __all__ = [

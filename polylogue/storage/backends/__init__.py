@@ -28,7 +28,12 @@ from polylogue.storage.backends.sqlite import SQLiteBackend
 
 _OPTIONAL: dict[str, tuple[str, str, str, str]] = {
     # backend_type: (module, class, driver import name, extra)
-    "postgresql": ("polylogue.storage.backends.postgres", "PostgresBackend", "psycopg", "postgres"),
+    "postgresql": (
+        "polylogue.storage.backends.postgres",
+        "PostgresBackend",
+        "psycopg",
+        "postgresql",
+    ),
     "duckdb": ("polylogue.storage.backends.duckdb", "DuckDBBackend", "duckdb", "duckdb"),
 }
 

@@ -44,17 +44,14 @@ class SQLBackend(SetWrites):
     """The :class:`~polylogue.protocols.StorageBackend` binding, shared by every dialect."""
 
     dialect: ClassVar[str]
-    sql_folder: ClassVar[str | None] = None
-    """The folder name under ``sql/`` and ``migrations/`` when it is not ``dialect``."""
+    """The dialect's one name: its folder under ``sql/`` and ``migrations/`` too."""
     driver_adapter: ClassVar[str | Callable[..., Any]]
     dialect_queries: ClassVar[Mapping[str, QuerySpec]] = {}
     """Queries only this dialect needs (connection pragmas), checked like the rest."""
 
     def __init__(self) -> None:
         super().__init__()
-        self.queries: Any = load_queries(
-            self.sql_folder or self.dialect, self.driver_adapter, self.expected_queries()
-        )
+        self.queries: Any = load_queries(self.dialect, self.driver_adapter, self.expected_queries())
 
     @classmethod
     def expected_queries(cls) -> dict[str, QuerySpec]:
@@ -267,7 +264,7 @@ class SQLBackend(SetWrites):
     @property
     def migration_dialect(self) -> str:
         """The folder of this dialect's scripts under ``migrations/``."""
-        return self.sql_folder or self.dialect
+        return self.dialect
 
     def migration_statements(self, sql: str) -> Iterable[str]:
         """A migration script as the driver runs it: whole, unless a dialect splits it."""

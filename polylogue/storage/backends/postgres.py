@@ -89,7 +89,6 @@ class PostgresBackend(SQLBackend):
     """
 
     dialect: ClassVar[str] = "postgresql"
-    sql_folder: ClassVar[str | None] = "postgres"
     driver_adapter: ClassVar[type[FaithfulPsycopgAdapter]] = FaithfulPsycopgAdapter
     driver_errors: ClassVar[tuple[type[Exception], ...]] = (psycopg.Error,)
     integrity_errors: ClassVar[tuple[type[Exception], ...]] = (psycopg.IntegrityError,)

@@ -102,11 +102,10 @@ class SQLiteBackend(SQLBackend):
     backup: bool
     """Write a backup before migrating a database that holds a schema (default True)."""
     db_path: Path | None
-    """The database file; None for ``:memory:`` and borrowed connections."""
+    """The database file; None for ``:memory:`` (and for a caller's connection)."""
     _target: str
     _connections: list[sqlite3.Connection]
     _connections_lock: threading.Lock
-    _borrowed: sqlite3.Connection | None
     _memory_lock: threading.RLock | None
     _keeper: sqlite3.Connection | None
     _closed: bool
@@ -139,23 +138,9 @@ class SQLiteBackend(SQLBackend):
         if migrate:
             self._migrate_on_open()
 
-    @classmethod
-    def borrowing(cls, conn: sqlite3.Connection) -> SQLiteBackend:
-        """A backend over a caller's open connection (the function API).
-
-        It neither migrates nor closes ``conn``, and never commits the caller's work: its
-        outermost level is a savepoint inside the caller's transaction (opened if needed).
-        """
-        backend = cls.__new__(cls)
-        backend._prepare("normal", DEFAULT_BUSY_TIMEOUT, borrowed=conn)
-        return backend
-
-    def _prepare(
-        self,
-        synchronous: Synchronous,
-        busy_timeout: float,
-        borrowed: sqlite3.Connection | None = None,
-    ) -> None:
+    def _prepare(self, synchronous: Synchronous, busy_timeout: float) -> None:
+        """The state every instance has; where its connections come from is set after
+        (by ``__init__``, or by the function API's subclass over a caller's connection)."""
         SQLBackend.__init__(self)
         if synchronous not in ("off", "normal", "full"):
             raise ValueError(f"synchronous must be 'off', 'normal' or 'full', not {synchronous!r}")
@@ -163,10 +148,9 @@ class SQLiteBackend(SQLBackend):
         self.busy_timeout = busy_timeout
         self.backup = True
         self.db_path = None
-        self._target = "(borrowed connection)"
+        self._target = ""
         self._connections = []
         self._connections_lock = threading.Lock()
-        self._borrowed = borrowed
         self._memory_lock = None
         self._keeper = None
         self._closed = False
@@ -174,8 +158,6 @@ class SQLiteBackend(SQLBackend):
     # -- connections ------------------------------------------------------------------
 
     def describe(self) -> str:
-        if self._borrowed is not None:
-            return "sqlite (borrowed connection)"
         return f"sqlite://{self.db_path}" if self.db_path else "sqlite://:memory:"
 
     def _connect(self) -> sqlite3.Connection:
@@ -189,8 +171,6 @@ class SQLiteBackend(SQLBackend):
         return conn
 
     def _thread_connection(self) -> sqlite3.Connection:
-        if self._borrowed is not None:
-            return self._borrowed
         if self._closed:
             raise DatabaseError(f"{self.describe()} is closed")
         conn: sqlite3.Connection | None = getattr(self._local, "conn", None)
@@ -212,33 +192,9 @@ class SQLiteBackend(SQLBackend):
         if self._memory_lock is not None:
             self._memory_lock.release()
 
-    def _owns_transactions(self) -> bool:
-        """Outer verbs are real BEGIN/COMMIT on its own connections, and on a borrowed one
-        while the migration runner (which needs its own commits) has it."""
-        return self._borrowed is None or getattr(self._local, "migrating", False)
-
-    def _begin_outer(self, conn: Any) -> None:
-        if self._owns_transactions():
-            super()._begin_outer(conn)
-            return
-        # The caller owns the transaction: never commit it, nest inside it.
-        if not conn.in_transaction:
-            conn.execute("BEGIN")
-        conn.execute("SAVEPOINT polylogue_call")
-
-    def _commit_outer(self, conn: Any) -> None:
-        if self._owns_transactions():
-            super()._commit_outer(conn)
-        else:
-            conn.execute("RELEASE SAVEPOINT polylogue_call")
-
     def _rollback_outer(self, conn: Any) -> None:
-        if self._owns_transactions():
-            if conn.in_transaction:  # a COMMIT that failed (disk full) has rolled back
-                super()._rollback_outer(conn)
-        else:
-            conn.execute("ROLLBACK TO SAVEPOINT polylogue_call")
-            conn.execute("RELEASE SAVEPOINT polylogue_call")
+        if conn.in_transaction:  # a COMMIT that failed (disk full) has rolled back
+            super()._rollback_outer(conn)
 
     def _translate(self, operation: str, exc: Exception) -> DatabaseError:
         undecodable = _UNDECODABLE.match(str(exc))
@@ -299,8 +255,9 @@ class SQLiteBackend(SQLBackend):
     def migration_connection(self) -> Iterator[sqlite3.Connection]:
         """The base's connection, with foreign keys off for the run: table rebuilds need
         them off, which only takes effect outside a transaction; each script's
-        ``foreign_key_check`` stands in for them. A borrowed connection is switched to
-        autocommit and its outer verbs made real BEGIN/COMMIT while migrating."""
+        ``foreign_key_check`` stands in for them. A connection in Python's implicit-
+        transaction mode (a caller's, see :mod:`polylogue.storage.borrowed`) is switched
+        to autocommit for the run, since the runner issues its own verbs."""
         with super().migration_connection() as conn:
             borrowed_mode = conn.isolation_level
             cause: BaseException | None = None
@@ -309,14 +266,12 @@ class SQLiteBackend(SQLBackend):
                     raise MigrationError("cannot migrate a connection with a transaction open")
                 conn.isolation_level = None
                 self.queries.disable_foreign_keys(conn)
-            self._local.migrating = True
             try:
                 yield conn
             except BaseException as exc:
                 cause = exc
                 raise
             finally:
-                self._local.migrating = False
                 with cleaning_up(cause, "turning foreign keys back on"), self._errors("migrate"):
                     self.queries.enable_foreign_keys(conn)
                     conn.isolation_level = borrowed_mode
@@ -349,7 +304,7 @@ class SQLiteBackend(SQLBackend):
             ) from exc
 
     def close(self) -> None:
-        """Close every connection this backend opened (a borrowed one stays open)."""
+        """Close every connection this backend opened (a caller's one stays open)."""
         self._closed = True
         with self._connections_lock:
             connections, self._connections = self._connections, []

@@ -112,7 +112,7 @@ class SetWrites(TransactionalBackend):
         lists; returns (refs new, refs deleted, attachment rows changed).
 
         Safe under concurrent writers that lock rows (PostgreSQL, READ COMMITTED; see
-        ``sql/postgres/attachments.sql``): the refs to prune are deleted first (deleting
+        ``sql/postgresql/attachments.sql``): the refs to prune are deleted first (deleting
         a ref needs no lock on its attachment; recounting does); then every attachment
         touched, saved or losing a ref, is locked in one id-ordered pass; only then are
         refs counted, by a statement of their own, and attachments left without refs
