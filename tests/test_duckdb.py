@@ -460,14 +460,14 @@ def test_a_script_leaving_dangling_rows_is_rolled_back(db: DuckDBBackend, tmp_pa
         "INSERT INTO messages (message_id, conversation_id, content_hash, version)\n"
         "VALUES ('m1', 'ghost', 'h', 1);\n"
     )
-    runner = MigrationRunner(db.migration_target(), folder)
+    runner = MigrationRunner(db, folder)
     with pytest.raises(MigrationError, match=r"pointing at nothing.*ghost"):
         runner.migrate()
     assert db.schema_version() == 4
     assert count(db, "messages") == 0
     (folder / "0005_orphans.sql").write_text("-- polylogue: no-transaction\nSELECT 1;\n")
     with pytest.raises(MigrationError, match="always run in a transaction"):
-        MigrationRunner(db.migration_target(), folder).migrate()
+        MigrationRunner(db, folder).migrate()
 
 
 def test_stats_command_on_duckdb(tmp_path: Path) -> None:

@@ -468,7 +468,7 @@ def test_killed_sqlite_migration_leaves_a_whole_version(tmp_path: Path) -> None:
         shutil.copy(untouched, path)
         backend = SQLiteBackend(path, migrate=False)
         try:
-            MigrationRunner(backend.migration_target(), folder).migrate()
+            MigrationRunner(backend, folder).migrate()
         finally:
             backend.close()
         expected[version] = sqlite_file_dump(path)

@@ -246,7 +246,7 @@ def test_rewritten_scripts_have_the_effect_of_their_first_texts(tmp_path: Path, 
     for db, folder in ((old, first), (new, PACKAGED)):
         backend = SQLiteBackend(db, migrate=False, backup=False)
         try:
-            MigrationRunner(backend.migration_target(), folder).migrate()
+            MigrationRunner(backend, folder).migrate()
         finally:
             backend.close()
 
@@ -268,7 +268,7 @@ def test_database_that_applied_a_first_text_is_not_drift(tmp_path: Path, v1_arch
     # Migrated to version 3 by the code as it shipped: the first texts are recorded.
     backend = SQLiteBackend(v1_archive, migrate=False, backup=False)
     try:
-        MigrationRunner(backend.migration_target(), first_texts_folder(tmp_path, up_to=3)).migrate()
+        MigrationRunner(backend, first_texts_folder(tmp_path, up_to=3)).migrate()
     finally:
         backend.close()
     backend = SQLiteBackend(v1_archive, migrate=False, backup=False)
@@ -305,7 +305,7 @@ def test_an_unlisted_checksum_is_still_drift(tmp_path: Path, v1_archive: Path) -
     edited.write_bytes(edited.read_bytes() + b"-- one byte more than the first text\n")
     backend = SQLiteBackend(v1_archive, migrate=False, backup=False)
     try:
-        MigrationRunner(backend.migration_target(), folder).migrate()
+        MigrationRunner(backend, folder).migrate()
     finally:
         backend.close()
     before = contents(v1_archive)
@@ -483,7 +483,7 @@ def test_new_empty_current_or_memory_database_gets_no_backup(tmp_path: Path) -> 
 
     memory = SQLiteBackend(":memory:", migrate=False)
     try:
-        MigrationRunner(memory.migration_target(), first_texts_folder(tmp_path, up_to=1)).migrate()
+        MigrationRunner(memory, first_texts_folder(tmp_path, up_to=1)).migrate()
         runner = memory.migration_runner()
         assert [s.version for s in runner.migrate()] == list(range(2, SCHEMA_VERSION + 1))
         assert runner.backup_path is None
@@ -542,7 +542,7 @@ def test_a_dangling_foreign_key_rolls_back_and_names_the_backup(
     before = contents(v1_archive)
     backend = SQLiteBackend(v1_archive, migrate=False)
     try:
-        runner = MigrationRunner(backend.migration_target(), folder)
+        runner = MigrationRunner(backend, folder)
         with pytest.raises(MigrationError) as caught:
             runner.migrate()
     finally:

@@ -270,10 +270,6 @@ class SQLBackend(SetWrites):
         """A migration script as the driver runs it: whole, unless a dialect splits it."""
         return [sql]
 
-    def migration_target(self) -> SQLBackend:
-        """What the migration runner drives: the backend itself."""
-        return self
-
     @contextmanager
     def migration_connection(self) -> Iterator[Any]:
         """A connection of the calling thread, outside any transaction, for one run."""
