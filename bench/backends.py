@@ -14,10 +14,10 @@ from polylogue.storage.backends import SQLBackend, create_backend
 def available(postgres_url: str | None) -> list[str]:
     names = ["sqlite"]
     if importlib.util.find_spec("duckdb") and importlib.util.find_spec(
-        "polylogue.storage.backends.duckdb"
+        "polylogue.storage.backends.duckdb.backend"
     ):
         names.append("duckdb")
-    if postgres_url and importlib.util.find_spec("polylogue.storage.backends.postgres"):
+    if postgres_url and importlib.util.find_spec("polylogue.storage.backends.postgresql.backend"):
         names.append("postgres")
     return names
 

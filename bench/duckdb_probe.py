@@ -40,8 +40,8 @@ from bench.measure import peak_rss_mb
 from bench.workload import Workload
 from polylogue.storage import rows
 from polylogue.storage.backends import SQLBackend, create_backend
-from polylogue.storage.backends.duckdb import DuckDBBackend
-from polylogue.storage.backends.duckdb_adapter import DuckDBConnectionAdapter
+from polylogue.storage.backends.duckdb.adapter import DuckDBConnectionAdapter
+from polylogue.storage.backends.duckdb.backend import DuckDBBackend
 from polylogue.storage.repository import DEFAULT_BATCH_SIZE, Bundle, StorageRepository
 
 ROOT = Path(__file__).resolve().parent.parent

@@ -32,7 +32,7 @@ from pathlib import Path
 from typing import Any
 
 from bench.run import machine
-from polylogue.storage.backends.sqlite import SQLiteBackend
+from polylogue.storage.backends.sqlite.backend import SQLiteBackend
 from polylogue.storage.migrate import MigrationRunner
 from polylogue.storage.sqlfiles import resource_dir
 

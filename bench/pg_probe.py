@@ -36,13 +36,13 @@ import aiosql
 from bench.workload import Workload
 from polylogue.storage import rows
 from polylogue.storage.backends.base import QUERIES
-from polylogue.storage.backends.postgres import PostgresBackend
+from polylogue.storage.backends.postgresql.backend import PostgresBackend
 from polylogue.storage.repository import Bundle, StorageRepository
 
 PROBE_SQL = aiosql.from_path(Path(__file__).with_name("pg_probe.sql"), "psycopg")
 # The column order of the upserts, as the binding declares it.
 MESSAGE_COLUMNS = QUERIES["upsert_messages"].params
-CONVERSATION_COLUMNS = QUERIES["upsert_conversation"].params
+CONVERSATION_COLUMNS = QUERIES["upsert_conversations"].params
 BATCH = 10_000
 
 
@@ -122,7 +122,7 @@ def raw_per_bundle(url: str, bundles: Sequence[Bundle]) -> float:
     """psycopg alone: the same upserts of the same rows (conversation, messages, attachment
     rows and refs), one transaction per bundle; no pruning or ref counting."""
     with fresh(url) as backend, backend.pool.connection() as conn:
-        conversation_sql = backend.queries.upsert_conversation.sql
+        conversation_sql = PROBE_SQL.upsert_conversation_row.sql
         message_sql = PROBE_SQL.upsert_messages_rowwise.sql
         attachment_sql = backend.queries.upsert_attachments.sql
         ref_sql = backend.queries.insert_attachment_refs.sql

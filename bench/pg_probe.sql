@@ -134,3 +134,44 @@ BEGIN
     );
 END
 $$;
+
+-- name: upsert_conversation_row(conversation_id, provider_name, provider_conversation_id, title, created_at, updated_at, content_hash, provider_meta, version)!
+-- One conversation as a raw-driver user would write it (a single-row VALUES), for the
+-- raw per-bundle reference; polylogue runs upsert_conversations with one row instead.
+INSERT INTO conversations AS c (
+    conversation_id,
+    provider_name,
+    provider_conversation_id,
+    title,
+    created_at,
+    updated_at,
+    content_hash,
+    provider_meta,
+    version
+)
+VALUES (
+    :conversation_id,
+    :provider_name,
+    :provider_conversation_id,
+    :title,
+    :created_at,
+    :updated_at,
+    :content_hash,
+    cast(:provider_meta AS JSONB),
+    :version
+)
+ON CONFLICT (conversation_id) DO UPDATE SET
+    title = excluded.title,
+    created_at = excluded.created_at,
+    updated_at = excluded.updated_at,
+    content_hash = excluded.content_hash,
+    provider_meta = excluded.provider_meta
+WHERE (
+    c.title, c.created_at, c.updated_at, c.content_hash, c.provider_meta
+) IS DISTINCT FROM (
+    excluded.title,
+    excluded.created_at,
+    excluded.updated_at,
+    excluded.content_hash,
+    excluded.provider_meta
+);

@@ -35,7 +35,7 @@ def sqlite_executemany(backend: Any, bundles: Sequence[Bundle], *, per_bundle: b
     rows and refs): one transaction per bundle, or one for all. No ref counting or pruning:
     that bookkeeping is polylogue's own work."""
     queries = backend.queries
-    conversation_sql = queries.upsert_conversation.sql
+    conversation_sql = queries.upsert_conversations.sql
     message_sql = queries.upsert_messages.sql
     attachment_sql = queries.upsert_attachments.sql
     ref_sql = queries.insert_attachment_refs.sql
@@ -136,7 +136,7 @@ def duckdb_executemany(bundles: Sequence[Bundle], workdir: str) -> float:
     import aiosql
 
     from bench.backends import open_fresh
-    from polylogue.storage.backends.duckdb_adapter import DuckDBConnectionAdapter
+    from polylogue.storage.backends.duckdb.adapter import DuckDBConnectionAdapter
 
     probe = aiosql.from_path(Path(__file__).with_name("duckdb_probe.sql"), DuckDBConnectionAdapter)
     with open_fresh("duckdb", workdir) as backend:

@@ -2,7 +2,9 @@
 
 :class:`StorageBackend` is what :class:`~polylogue.storage.repository.StorageRepository`
 and callers program against; :class:`~polylogue.storage.backends.base.SQLBackend` is its
-single implementation, bound to a dialect's named queries.
+single implementation, bound to a dialect's named queries: each of its methods names the
+queries it runs, and docs/ARCHITECTURE.md tabulates them per dialect (method -> query ->
+``sql/<dialect>/`` file).
 """
 
 from __future__ import annotations

@@ -12,7 +12,7 @@ from contextlib import AbstractContextManager, contextmanager
 from pathlib import Path
 
 from polylogue.storage.backends import SQLBackend
-from polylogue.storage.backends.duckdb import DuckDBBackend
+from polylogue.storage.backends.duckdb.backend import DuckDBBackend
 
 
 @contextmanager

@@ -24,7 +24,7 @@ from polylogue.storage.backends import SQLBackend, redact_url
 try:
     import psycopg
 
-    from polylogue.storage.backends.postgres import PostgresBackend
+    from polylogue.storage.backends.postgresql.backend import PostgresBackend
 except ModuleNotFoundError as missing:  # the postgres extra is not installed
     if missing.name not in ("psycopg", "psycopg_pool"):
         raise

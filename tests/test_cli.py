@@ -12,7 +12,7 @@ from click.testing import CliRunner
 
 from polylogue.cli import main
 from polylogue.storage.backends import SQLiteBackend
-from polylogue.storage.migrate import discover
+from polylogue.storage.migration_scripts import discover
 from polylogue.storage.repository import StorageRepository
 from tests.records import bundle
 

@@ -28,8 +28,9 @@ from polylogue.errors import (
     TransactionError,
 )
 from polylogue.storage.backends import BackendConfig, SQLBackend, SQLiteBackend, create_backend
-from polylogue.storage.backends.duckdb import SPLIT_UPSERT_ROWS, DuckDBBackend
-from polylogue.storage.migrate import MigrationRunner, discover
+from polylogue.storage.backends.duckdb.backend import SPLIT_UPSERT_ROWS, DuckDBBackend
+from polylogue.storage.migrate import MigrationRunner
+from polylogue.storage.migration_scripts import discover
 from polylogue.storage.records import MessageRecord
 from polylogue.storage.repository import StorageRepository
 from polylogue.storage.sqlfiles import resource_dir
@@ -207,7 +208,7 @@ def test_writers_wait_for_the_write_lock_and_readers_do_not(tmp_path: Path) -> N
 _OPEN_FROM_ANOTHER_PROCESS = """
 import sys
 from polylogue.errors import DatabaseInUseError
-from polylogue.storage.backends.duckdb import DuckDBBackend
+from polylogue.storage.backends.duckdb.backend import DuckDBBackend
 for read_only in (False, True):
     try:
         DuckDBBackend(sys.argv[1], read_only=read_only).close()

@@ -13,7 +13,7 @@ import polylogue.storage as storage
 from polylogue.storage import db, store
 from polylogue.storage.backends import SQLiteBackend
 from polylogue.storage.borrowed import BorrowedSQLiteBackend
-from polylogue.storage.migrate import discover
+from polylogue.storage.migration_scripts import discover
 from polylogue.storage.repository import StorageRepository
 from tests.records import attachment, bundle, conversation, message
 

@@ -130,7 +130,7 @@ def test_schema_version_is_read_on_first_use_not_at_import() -> None:
         "assert 'SCHEMA_VERSION' not in vars(db)\n"
         "assert 'SCHEMA_VERSION' in dir(db)\n"
         "from polylogue.storage.db import SCHEMA_VERSION\n"
-        "from polylogue.storage.migrate import discover\n"
+        "from polylogue.storage.migration_scripts import discover\n"
         "assert type(SCHEMA_VERSION) is int\n"
         "assert SCHEMA_VERSION == discover('sqlite')[-1].version\n"
     )
@@ -212,7 +212,7 @@ def test_broken_sqlite_migrations_leave_postgres(broken_copy: tuple[Path, str]) 
     root, _ = broken_copy
     with support_postgres.fresh_schema() as schema:
         result = run_python(
-            "from polylogue.storage.backends.postgres import PostgresBackend\n"
+            "from polylogue.storage.backends.postgresql.backend import PostgresBackend\n"
             f"backend = PostgresBackend({support_postgres.server_url()!r}, schema={schema!r})\n"
             "print(backend.stats())\n"
             "backend.close()",

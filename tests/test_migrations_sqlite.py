@@ -29,7 +29,7 @@ from pydantic import ValidationError
 
 from polylogue.cli import main
 from polylogue.errors import MigrationError, SchemaVersionError
-from polylogue.storage.backends.sqlite import SQLiteBackend
+from polylogue.storage.backends.sqlite.backend import SQLiteBackend
 from polylogue.storage.db import SCHEMA_VERSION, open_connection
 from polylogue.storage.migrate import MigrationRunner
 from polylogue.storage.records import (
@@ -1057,6 +1057,22 @@ def test_baseline_is_refused_on_a_database_at_an_older_version(
     assert snapshot(db) == before
 
 
+def test_baseline_is_refused_on_a_database_one_version_below_it(
+    tmp_path: Path, backends: list[SQLiteBackend]
+) -> None:
+    """A baseline creates every table: on a database at version N - 1 it would run into
+    the tables that database already has, so it is refused before it starts."""
+    db = tmp_path / "db.sqlite"
+    old = {"0001_one.sql": S1, "0002_two.sql": S2}
+    custom_runner(db, write_scripts(tmp_path / "old", old), backends)[1].migrate()
+    before = snapshot(db)
+    folder = write_scripts(tmp_path / "m", {"0003_baseline.sql": S3})
+    _, runner = custom_runner(db, folder, backends)
+    with pytest.raises(MigrationError, match=r"0003_baseline\.sql.*version 2.*empty database"):
+        runner.migrate()
+    assert snapshot(db) == before
+
+
 def test_history_above_1_without_baseline_is_refused(
     tmp_path: Path, backends: list[SQLiteBackend]
 ) -> None:
@@ -1196,7 +1212,7 @@ CHILD = r"""
 import sys, time
 from pathlib import Path
 db, ready, start, folder = sys.argv[1:5]
-from polylogue.storage.backends.sqlite import SQLiteBackend
+from polylogue.storage.backends.sqlite.backend import SQLiteBackend
 from polylogue.storage.migrate import MigrationRunner
 Path(ready).touch()
 deadline = time.monotonic() + 30

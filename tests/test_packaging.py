@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from polylogue.storage.migrate import discover
+from polylogue.storage.migration_scripts import discover
 
 ROOT = Path(__file__).resolve().parent.parent
 

@@ -35,14 +35,15 @@ from polylogue.errors import (
     OperationalError,
 )
 from polylogue.storage.backends import BackendConfig, create_backend
-from polylogue.storage.backends.postgres import PIPELINE_CHUNK, PostgresBackend
-from polylogue.storage.backends.postgres_adapter import FaithfulPsycopgAdapter
-from polylogue.storage.backends.postgres_migrate import (
+from polylogue.storage.backends.postgresql.adapter import FaithfulPsycopgAdapter
+from polylogue.storage.backends.postgresql.backend import PIPELINE_CHUNK, PostgresBackend
+from polylogue.storage.backends.postgresql.migrate import (
     migration_lock_key,
     statement_complete,
 )
-from polylogue.storage.backends.postgres_values import MARKER, escape, store_json_text, unescape
-from polylogue.storage.migrate import MigrationRunner, discover, iter_statements
+from polylogue.storage.backends.postgresql.values import MARKER, escape, store_json_text, unescape
+from polylogue.storage.migrate import MigrationRunner
+from polylogue.storage.migration_scripts import discover, iter_statements
 from polylogue.storage.records import ConversationRecord, MessageRecord
 from polylogue.storage.sqlfiles import resource_dir
 from tests.records import attachment, conversation, message

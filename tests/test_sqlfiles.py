@@ -10,9 +10,9 @@ import pytest
 
 from polylogue.errors import QuerySetError
 from polylogue.storage.backends.base import QUERIES, SQLBackend
-from polylogue.storage.backends.duckdb import DuckDBBackend
-from polylogue.storage.backends.postgres import PostgresBackend
-from polylogue.storage.backends.sqlite import SQLiteBackend
+from polylogue.storage.backends.duckdb.backend import DuckDBBackend
+from polylogue.storage.backends.postgresql.backend import PostgresBackend
+from polylogue.storage.backends.sqlite.backend import SQLiteBackend
 from polylogue.storage.queries import LIST_QUERIES, ROW_LOCK_QUERIES, SPLIT_UPSERT_QUERIES
 from polylogue.storage.sqlfiles import QuerySpec, check_query_set, resource_dir
 

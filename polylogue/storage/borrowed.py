@@ -3,7 +3,7 @@
 Existing callers (:mod:`polylogue.storage.db`, :mod:`polylogue.storage.store`) hand in a
 connection they own, in Python's implicit-transaction mode, and commit it themselves. That
 mode belongs to the function API, so it lives here as a subclass rather than as branches in
-:class:`~polylogue.storage.backends.sqlite.SQLiteBackend`: the backend never opens, closes
+:class:`~polylogue.storage.backends.sqlite.backend.SQLiteBackend`: the backend never opens, closes
 or commits the connection; its outermost level is a savepoint inside the caller's
 transaction. Only the migration runner, which needs its own commits, gets real
 ``BEGIN``/``COMMIT`` on it (the connection is then in autocommit, outside any transaction).
@@ -16,7 +16,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
 
-from polylogue.storage.backends.sqlite import (
+from polylogue.storage.backends.sqlite.backend import (
     DEFAULT_BUSY_TIMEOUT,
     SQLiteBackend,
     prepare_connection,

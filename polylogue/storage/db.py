@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING
 
 from polylogue.errors import DatabaseError, OperationalError
 from polylogue.storage.backends.config import default_db_path
-from polylogue.storage.backends.sqlite import (
+from polylogue.storage.backends.sqlite.backend import (
     DEFAULT_BUSY_TIMEOUT,
     connect,
     create_private_file,

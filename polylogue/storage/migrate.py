@@ -43,14 +43,11 @@ from typing import Any, Protocol
 from polylogue.errors import MigrationError, SchemaVersionError
 from polylogue.storage.faults import cleaning_up
 from polylogue.storage.migration_scripts import (
-    NO_TRANSACTION_MARKER,
-    REPLACES_DIRECTIVE,
     AppliedMigration,
     MigrationScript,
     MigrationStatus,
     discover,
     is_baseline,
-    iter_statements,
 )
 
 
@@ -208,11 +205,16 @@ class MigrationRunner:
                 current = read_version(self.target, conn)
                 if current >= script.version:
                     return False
-                if current != script.version - 1 and not (
-                    current == 0 and script is self.scripts[0]
-                ):
+                starts_history = current == 0 and script is self.scripts[0]
+                follows = current == script.version - 1 and not is_baseline(script)
+                if not (starts_history or follows):
                     raise MigrationError(
                         f"cannot apply {script.path.name} to a database at version {current}"
+                        + (
+                            ": a baseline creates the whole schema, on an empty database only"
+                            if is_baseline(script)
+                            else ""
+                        )
                     )
                 # Inside the lock: the copy is exactly what this run starts from, and of
                 # several processes opening one old archive only the one that migrates copies.
@@ -381,17 +383,4 @@ def read_user_version(conn: Any) -> int:
     return int(conn.execute("PRAGMA user_version").fetchone()[0])
 
 
-__all__ = [
-    "NO_TRANSACTION_MARKER",
-    "REPLACES_DIRECTIVE",
-    "AppliedMigration",
-    "MigrationBackend",
-    "MigrationRunner",
-    "MigrationScript",
-    "MigrationStatus",
-    "discover",
-    "is_baseline",
-    "iter_statements",
-    "read_user_version",
-    "read_version",
-]
+__all__ = ["MigrationBackend", "MigrationRunner", "read_user_version", "read_version"]

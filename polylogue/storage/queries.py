@@ -45,7 +45,6 @@ MESSAGE_UPDATE_COLUMNS = (
 
 QUERIES: dict[str, QuerySpec] = {
     # conversations.sql
-    "upsert_conversation": QuerySpec("conversations.sql", CONVERSATION_COLUMNS, "!"),
     "upsert_conversations": QuerySpec("conversations.sql", CONVERSATION_COLUMNS, "!", bulk=True),
     "get_conversation": QuerySpec("conversations.sql", ("conversation_id",), "^"),
     "list_conversations": QuerySpec(

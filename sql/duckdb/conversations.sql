@@ -1,49 +1,11 @@
--- Conversations: upsert that skips unchanged rows (one row, or a whole batch in one
--- statement), point and list reads, delete.
-
--- name: upsert_conversation(conversation_id, provider_name, provider_conversation_id, title, created_at, updated_at, content_hash, provider_meta, version)!
--- Insert a conversation, or update it when a stored field differs.
--- Provider ids and version are never changed by an update; an unchanged row is not
--- rewritten, so the row count is 1 when inserted or changed and 0 when skipped.
-INSERT INTO conversations (
-    conversation_id,
-    provider_name,
-    provider_conversation_id,
-    title,
-    created_at,
-    updated_at,
-    content_hash,
-    provider_meta,
-    version
-)
-VALUES (
-    :conversation_id,
-    :provider_name,
-    :provider_conversation_id,
-    :title,
-    :created_at,
-    :updated_at,
-    :content_hash,
-    :provider_meta,
-    :version
-)
-ON CONFLICT (conversation_id) DO UPDATE SET
-    title = excluded.title,
-    created_at = excluded.created_at,
-    updated_at = excluded.updated_at,
-    content_hash = excluded.content_hash,
-    provider_meta = excluded.provider_meta
-WHERE (
-    conversations.title IS DISTINCT FROM excluded.title
-    OR conversations.created_at IS DISTINCT FROM excluded.created_at
-    OR conversations.updated_at IS DISTINCT FROM excluded.updated_at
-    OR conversations.content_hash IS DISTINCT FROM excluded.content_hash
-    OR conversations.provider_meta IS DISTINCT FROM excluded.provider_meta
-);
+-- Conversations: upsert that skips unchanged rows, point and list reads, delete.
 
 -- name: upsert_conversations(conversation_id, provider_name, provider_conversation_id, title, created_at, updated_at, content_hash, provider_meta, version)!
--- upsert_conversation for a whole batch in one statement (a DuckDB statement costs
--- milliseconds here). Each parameter is the list of one column's values. When an id
+-- Insert conversations, or update one when a stored field differs. Provider ids and
+-- version are never changed by an update, and an unchanged row is not rewritten: the
+-- row count is how many were inserted or changed. One query for one conversation and
+-- for a batch (save_conversation passes a batch of one).
+-- One statement for the batch (a DuckDB statement costs milliseconds here). Each parameter is the list of one column's values. When an id
 -- occurs twice in the batch the last occurrence wins, as if the rows were upserted one
 -- after the other (DuckDB itself would keep the first).
 INSERT INTO conversations (

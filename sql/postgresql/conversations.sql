@@ -1,51 +1,12 @@
 -- Conversations: upsert that skips unchanged rows, point and list reads, delete.
 
--- name: upsert_conversation(conversation_id, provider_name, provider_conversation_id, title, created_at, updated_at, content_hash, provider_meta, version)!
--- Insert a conversation, or update it when a stored field differs.
--- Provider ids and version are never changed by an update; an unchanged row is not
--- rewritten (the WHERE of DO UPDATE), so the row count is 1 when inserted or changed and
--- 0 when skipped.
-INSERT INTO conversations AS c (
-    conversation_id,
-    provider_name,
-    provider_conversation_id,
-    title,
-    created_at,
-    updated_at,
-    content_hash,
-    provider_meta,
-    version
-)
-VALUES (
-    :conversation_id,
-    :provider_name,
-    :provider_conversation_id,
-    :title,
-    :created_at,
-    :updated_at,
-    :content_hash,
-    cast(:provider_meta AS JSONB),
-    :version
-)
-ON CONFLICT (conversation_id) DO UPDATE SET
-    title = excluded.title,
-    created_at = excluded.created_at,
-    updated_at = excluded.updated_at,
-    content_hash = excluded.content_hash,
-    provider_meta = excluded.provider_meta
-WHERE (
-    c.title, c.created_at, c.updated_at, c.content_hash, c.provider_meta
-) IS DISTINCT FROM (
-    excluded.title,
-    excluded.created_at,
-    excluded.updated_at,
-    excluded.content_hash,
-    excluded.provider_meta
-);
-
 -- name: upsert_conversations(conversation_id, provider_name, provider_conversation_id, title, created_at, updated_at, content_hash, provider_meta, version)!
--- upsert_conversation for a whole batch in one statement (save_many: one round trip per
--- batch instead of one per conversation). Each parameter is the list of one column's
+-- Insert conversations, or update one when a stored field differs. Provider ids and
+-- version are never changed by an update, and an unchanged row is not rewritten: the
+-- row count is how many were inserted or changed. One query for one conversation and
+-- for a batch (save_conversation passes a batch of one).
+-- One statement for the batch (save_many: one round trip per batch instead of one per
+-- conversation). Each parameter is the list of one column's
 -- values. An id listed twice keeps its last values, as if upserted one after the other
 -- (the anti-join drops rows a later row of the same id replaces). Rows are written (and
 -- locked) in id order, the order every writer locks conversations in.

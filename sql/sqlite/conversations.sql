@@ -1,49 +1,12 @@
 -- Conversations: upsert that skips unchanged rows, point and list reads, delete.
 
--- name: upsert_conversation(conversation_id, provider_name, provider_conversation_id, title, created_at, updated_at, content_hash, provider_meta, version)!
--- Insert a conversation, or update it when a stored field differs.
--- Provider ids and version are never changed by an update; an unchanged row is not
--- rewritten, so the row count is 1 when inserted or changed and 0 when skipped.
-INSERT INTO conversations (
-    conversation_id,
-    provider_name,
-    provider_conversation_id,
-    title,
-    created_at,
-    updated_at,
-    content_hash,
-    provider_meta,
-    version
-)
-VALUES (
-    :conversation_id,
-    :provider_name,
-    :provider_conversation_id,
-    :title,
-    :created_at,
-    :updated_at,
-    :content_hash,
-    :provider_meta,
-    :version
-)
-ON CONFLICT (conversation_id) DO UPDATE SET
-    title = excluded.title,
-    created_at = excluded.created_at,
-    updated_at = excluded.updated_at,
-    content_hash = excluded.content_hash,
-    provider_meta = excluded.provider_meta
-WHERE (
-    conversations.title IS NOT excluded.title
-    OR conversations.created_at IS NOT excluded.created_at
-    OR conversations.updated_at IS NOT excluded.updated_at
-    OR conversations.content_hash IS NOT excluded.content_hash
-    OR conversations.provider_meta IS NOT excluded.provider_meta
-);
-
 -- name: upsert_conversations(conversation_id, provider_name, provider_conversation_id, title, created_at, updated_at, content_hash, provider_meta, version)*!
--- upsert_conversation for a whole batch, run once per row (executemany): SQLite binds no
--- lists, and a statement here costs microseconds, so row-wise is its set-based form. The
--- row count is the sum over rows: how many were inserted or changed.
+-- Insert conversations, or update one when a stored field differs. Provider ids and
+-- version are never changed by an update, and an unchanged row is not rewritten: the
+-- row count is how many were inserted or changed. One query for one conversation and
+-- for a batch (save_conversation passes a batch of one).
+-- Run once per row (executemany): SQLite binds no lists, and a statement here costs
+-- microseconds, so row-wise is its set-based form.
 INSERT INTO conversations (
     conversation_id,
     provider_name,

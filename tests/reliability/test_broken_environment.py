@@ -36,7 +36,7 @@ from tests.reliability._environment import (
 )
 
 duckdb = pytest.importorskip("duckdb", reason="the duckdb extra is not installed")
-from polylogue.storage.backends.duckdb import DuckDBBackend  # noqa: E402
+from polylogue.storage.backends.duckdb.backend import DuckDBBackend  # noqa: E402
 
 KINDS = ["sqlite", "duckdb"]
 FILE_NAMES = {"sqlite": "archive.db", "duckdb": "archive.duckdb"}

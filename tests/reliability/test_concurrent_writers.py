@@ -122,7 +122,7 @@ def test_sqlite_file_processes_and_threads(tmp_path: Path) -> None:
 
 @pytest.mark.slow
 def test_postgres_processes_and_threads() -> None:
-    from polylogue.storage.backends.postgres import PostgresBackend
+    from polylogue.storage.backends.postgresql.backend import PostgresBackend
 
     with fresh_schema() as schema:
         backend = PostgresBackend(server_url(), schema=schema)
@@ -252,7 +252,7 @@ DUCKDB_PLAN = Plan(processes=1, threads=4)
 _OPEN_IN_ANOTHER_PROCESS = """
 import sys
 from polylogue.errors import DatabaseInUseError
-from polylogue.storage.backends.duckdb import DuckDBBackend
+from polylogue.storage.backends.duckdb.backend import DuckDBBackend
 try:
     DuckDBBackend(sys.argv[1]).close()
 except DatabaseInUseError as exc:
@@ -264,7 +264,7 @@ else:
 
 @pytest.mark.slow
 def test_duckdb_threads_and_a_second_process(tmp_path: Path) -> None:
-    from polylogue.storage.backends.duckdb import DuckDBBackend
+    from polylogue.storage.backends.duckdb.backend import DuckDBBackend
 
     path = tmp_path / "archive.duckdb"
     backend = DuckDBBackend(path)

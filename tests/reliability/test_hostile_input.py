@@ -537,7 +537,7 @@ def test_duckdb_short_of_memory_for_a_50_mb_text_says_so_and_writes_nothing(
     whole with an error naming memory_limit, and a larger one stores it."""
     pytest.importorskip("duckdb")
     from polylogue.errors import OperationalError
-    from polylogue.storage.backends.duckdb import DEFAULT_MEMORY_LIMIT, DuckDBBackend
+    from polylogue.storage.backends.duckdb.backend import DEFAULT_MEMORY_LIMIT, DuckDBBackend
 
     text = _fifty_mb_text()
     path = tmp_path / "archive.duckdb"

@@ -45,7 +45,8 @@ from urllib.parse import urlencode, urlsplit, urlunsplit
 import pytest
 
 from polylogue.storage.backends import SQLBackend, SQLiteBackend
-from polylogue.storage.migrate import MigrationRunner, discover
+from polylogue.storage.migrate import MigrationRunner
+from polylogue.storage.migration_scripts import discover
 from polylogue.storage.repository import StorageRepository
 from tests.reliability._inspect import (
     canonical_dump,
@@ -151,7 +152,7 @@ class Target:
 
 class SQLiteTarget(Target):
     family = "sqlite"
-    module = "polylogue.storage.backends.sqlite"
+    module = "polylogue.storage.backends.sqlite.backend"
 
     def empty_database(self) -> str:
         self.made += 1
@@ -171,7 +172,7 @@ class SQLiteTarget(Target):
 
 class DuckDBTarget(Target):
     family = "duckdb"
-    module = "polylogue.storage.backends.duckdb"
+    module = "polylogue.storage.backends.duckdb.backend"
     # Every DuckDB statement costs milliseconds: a smaller archive keeps the kill count.
     sizes = Sizes(conversations=24, attachments=14)
 
@@ -181,7 +182,7 @@ class DuckDBTarget(Target):
 
     @contextmanager
     def open(self, url: str, *, migrate: bool = False) -> Iterator[SQLBackend]:
-        from polylogue.storage.backends.duckdb import DuckDBBackend
+        from polylogue.storage.backends.duckdb.backend import DuckDBBackend
 
         # Opening at all is a check: the killed writer's WAL is replayed here.
         backend = DuckDBBackend(_path(url), migrate=migrate)
@@ -193,7 +194,7 @@ class DuckDBTarget(Target):
 
 class PostgresTarget(Target):
     family = "postgresql"
-    module = "polylogue.storage.backends.postgres"
+    module = "polylogue.storage.backends.postgresql.backend"
     leftover = 0
     """Sessions of killed children the server had not yet ended when the test looked."""
 
@@ -209,7 +210,7 @@ class PostgresTarget(Target):
 
     @contextmanager
     def open(self, url: str, *, migrate: bool = False) -> Iterator[SQLBackend]:
-        from polylogue.storage.backends.postgres import PostgresBackend
+        from polylogue.storage.backends.postgresql.backend import PostgresBackend
         from tests.support_postgres import server_url
 
         backend = PostgresBackend(server_url(), schema=_query(url)["schema"], migrate=migrate)

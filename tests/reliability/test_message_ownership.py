@@ -31,11 +31,11 @@ from tests.reliability._interleave import WAIT, Side, wait_until_blocked
 def _large_batch(backend: SQLBackend) -> int:
     """A batch size that takes the backend's large-batch path (the package's constants)."""
     if backend.dialect == "duckdb":
-        from polylogue.storage.backends.duckdb import SPLIT_UPSERT_ROWS
+        from polylogue.storage.backends.duckdb.backend import SPLIT_UPSERT_ROWS
 
         return SPLIT_UPSERT_ROWS + 5
     if backend.dialect == "postgresql":
-        from polylogue.storage.backends.postgres import PIPELINE_CHUNK
+        from polylogue.storage.backends.postgresql.backend import PIPELINE_CHUNK
 
         return 2 * PIPELINE_CHUNK + 5
     return 1_005

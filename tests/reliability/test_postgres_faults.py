@@ -23,7 +23,7 @@ psycopg = pytest.importorskip("psycopg", reason="the postgres extra is not insta
 
 from polylogue.errors import DatabaseError, OperationalError
 from polylogue.storage.backends import create_backend
-from polylogue.storage.backends.postgres import PostgresBackend
+from polylogue.storage.backends.postgresql.backend import PostgresBackend
 from polylogue.storage.records import AttachmentRecord, ConversationRecord, MessageRecord
 from polylogue.storage.repository import StorageRepository
 from tests.records import bundle

@@ -22,7 +22,7 @@ from polylogue.storage.repository import StorageRepository
 from tests.records import bundle
 
 duckdb = pytest.importorskip("duckdb", reason="the duckdb extra is not installed")
-from polylogue.storage.backends.duckdb import DuckDBBackend  # noqa: E402
+from polylogue.storage.backends.duckdb.backend import DuckDBBackend  # noqa: E402
 
 SPILLING_QUERY = (
     "SELECT count(*) FROM (SELECT md5(range::VARCHAR) AS h FROM range(2000000) ORDER BY h)"
@@ -118,7 +118,7 @@ def test_duckdb_spill_folders_of_killed_processes_are_removed(tmp_path: Path) ->
     path = tmp_path / "archive.duckdb"
     script = (
         "import os, signal, sys\n"
-        "from polylogue.storage.backends.duckdb import DuckDBBackend\n"
+        "from polylogue.storage.backends.duckdb.backend import DuckDBBackend\n"
         "DuckDBBackend(sys.argv[1])\n"
         "os.kill(os.getpid(), signal.SIGKILL)\n"
     )

@@ -39,9 +39,10 @@ from click.testing import CliRunner
 from polylogue.cli import main
 from polylogue.errors import MigrationError, SchemaVersionError
 from polylogue.storage.backends import create_backend
-from polylogue.storage.backends.sqlite import SQLiteBackend
+from polylogue.storage.backends.sqlite.backend import SQLiteBackend
 from polylogue.storage.db import SCHEMA_VERSION, open_connection
-from polylogue.storage.migrate import REPLACES_DIRECTIVE, MigrationRunner, discover
+from polylogue.storage.migrate import MigrationRunner
+from polylogue.storage.migration_scripts import REPLACES_DIRECTIVE, discover
 from polylogue.storage.sqlfiles import resource_dir
 from tests.test_migrations_sqlite import HISTORICAL_DDL, build_historical_db
 
@@ -494,7 +495,7 @@ def test_new_empty_current_or_memory_database_gets_no_backup(tmp_path: Path) -> 
 FILE_SIZE_LIMITED = r"""
 import resource, signal, sys
 from polylogue.errors import DatabaseError
-from polylogue.storage.backends.sqlite import SQLiteBackend
+from polylogue.storage.backends.sqlite.backend import SQLiteBackend
 limit = int(sys.argv[2])
 signal.signal(signal.SIGXFSZ, signal.SIG_IGN)  # writes past the limit fail with EFBIG
 resource.setrlimit(resource.RLIMIT_FSIZE, (limit, limit))

@@ -26,8 +26,8 @@ from pydantic import ValidationError
 from polylogue.cli import main
 from polylogue.errors import ConfigurationError, DatabaseError, OperationalError
 from polylogue.storage.backends import BackendConfig, create_backend, parse_url, redact_url
-from polylogue.storage.backends.postgres import PostgresBackend
-from polylogue.storage.backends.postgres_url import ENCODE_HINT
+from polylogue.storage.backends.postgresql.backend import PostgresBackend
+from polylogue.storage.backends.postgresql.url import ENCODE_HINT
 from tests.records import message
 from tests.support_postgres import (
     fresh_schema,

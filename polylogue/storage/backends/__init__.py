@@ -24,17 +24,17 @@ from polylogue.storage.backends.config import (
     parse_url,
     redact_url,
 )
-from polylogue.storage.backends.sqlite import SQLiteBackend
+from polylogue.storage.backends.sqlite.backend import SQLiteBackend
 
 _OPTIONAL: dict[str, tuple[str, str, str, str]] = {
     # backend_type: (module, class, driver import name, extra)
     "postgresql": (
-        "polylogue.storage.backends.postgres",
+        "polylogue.storage.backends.postgresql.backend",
         "PostgresBackend",
         "psycopg",
         "postgresql",
     ),
-    "duckdb": ("polylogue.storage.backends.duckdb", "DuckDBBackend", "duckdb", "duckdb"),
+    "duckdb": ("polylogue.storage.backends.duckdb.backend", "DuckDBBackend", "duckdb", "duckdb"),
 }
 
 

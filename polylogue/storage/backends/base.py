@@ -95,29 +95,27 @@ class SQLBackend(SetWrites):
         return [rows.conversation_from_row(row) for row in found]
 
     def save_conversation(self, record: ConversationRecord) -> int:
-        """Insert or change one: ``upsert_conversation`` (``conversations.sql``)."""
-        params = rows.conversation_params(_as(ConversationRecord, record))
-        with self._writing("save_conversation") as conn:
-            changed = self.queries.upsert_conversation(conn, **params)
-        return 1 if changed else 0
+        """Insert or change one: ``upsert_conversations`` with one row (``conversations.sql``)."""
+        return self._upsert_conversations([_as(ConversationRecord, record)], "save_conversation")
 
     def save_conversations(self, records: Sequence[ConversationRecord]) -> int:
         """Upsert many conversations at once; returns how many were inserted or changed.
 
         Runs ``upsert_conversations`` (``sql/<dialect>/conversations.sql``): one statement
         for the batch where a statement costs more than its rows (PostgreSQL, DuckDB), one
-        per row (``*!``) on SQLite; a single record is ``upsert_conversation``.
+        per row (``*!``) on SQLite.
         """
         checked = [_as(ConversationRecord, r) for r in records]
         if len(checked) > 1:
             # An id listed twice keeps its last values and counts once (batches.py).
             checked = list({r.conversation_id: r for r in checked}.values())
-        if not checked:
+        return self._upsert_conversations(checked, "save_conversations")
+
+    def _upsert_conversations(self, records: list[ConversationRecord], operation: str) -> int:
+        if not records:
             return 0
-        if len(checked) == 1:
-            return self.save_conversation(checked[0])
-        params = [rows.conversation_params(r) for r in checked]
-        with self._writing("save_conversations") as conn:
+        params = [rows.conversation_params(r) for r in records]
+        with self._writing(operation) as conn:
             return self._write_rows(conn, "upsert_conversations", params)
 
     def get_messages(self, conversation_id: ConversationId | str) -> list[MessageRecord]:
@@ -197,7 +195,9 @@ class SQLBackend(SetWrites):
         self, conversation_id: ConversationId | str, keep_ref_ids: Sequence[str]
     ) -> int:
         """Delete a conversation's refs not in ``keep_ref_ids``, and attachments left with
-        none; returns the refs deleted. The queries of :meth:`prune_attachments_many`."""
+        none; returns the refs deleted. The queries of :meth:`prune_attachments_many`
+        (``prune_attachment_refs``, ``refresh_ref_counts``, ``delete_unreferenced_attachments``
+        in ``attachments.sql``)."""
         if isinstance(keep_ref_ids, str):
             raise TypeError("keep_ref_ids must be a sequence of ref ids, not one string")
         return self.prune_attachments_many({conversation_id: keep_ref_ids})
@@ -315,7 +315,8 @@ class SQLBackend(SetWrites):
         return MigrationRunner(self, where=self.describe())
 
     def schema_version(self) -> int:
-        """The schema version the database is at (0 for an empty one)."""
+        """The schema version the database is at (0 for an empty one): ``current_schema_version``
+        (``schema_migrations.sql``) where the dialect declares it, else SQLite's file header."""
         with self._reading("schema_version") as conn:
             return read_version(self, conn)
 

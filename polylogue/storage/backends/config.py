@@ -8,7 +8,7 @@ Options go in the query string: ``?synchronous=full&busy_timeout=5`` for SQLite,
 pass through to libpq), ``?read_only=true&memory_limit=1GB`` for DuckDB.
 
 PostgreSQL URLs are read strictly and rewritten in one canonical spelling
-(:mod:`~polylogue.storage.backends.postgres_url`). A password never appears in what
+(:mod:`~polylogue.storage.backends.postgresql.url`). A password never appears in what
 this module shows: :func:`redact_url`, the ``repr`` of :class:`BackendConfig` and its
 validation errors (which leave input values out).
 """
@@ -25,7 +25,7 @@ from urllib.parse import parse_qsl, urlsplit, urlunsplit
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from polylogue.errors import ConfigurationError
-from polylogue.storage.backends.postgres_url import (
+from polylogue.storage.backends.postgresql.url import (
     is_postgres_url,
     parse_postgres_url,
     redact_postgres_url,

@@ -1,7 +1,7 @@
 """DuckDB, the columnar choice for analysing an archive (counts per provider, per month).
 
 Connections: one database handle per file per process (shared by every backend on that
-file, see :mod:`~polylogue.storage.backends.duckdb_handles`) and one cursor per thread.
+file, see :mod:`~polylogue.storage.backends.duckdb.handles`) and one cursor per thread.
 Another process that has the file open makes opening fail with
 :class:`~polylogue.errors.DatabaseInUseError`; ``read_only=True`` opens an archive for
 analysis while no process writes it.
@@ -39,8 +39,8 @@ import duckdb
 from polylogue.errors import DatabaseError, IntegrityError, MigrationError, OperationalError
 from polylogue.storage.backends.base import SQLBackend
 from polylogue.storage.backends.config import BackendConfig, default_db_path
-from polylogue.storage.backends.duckdb_adapter import DuckDBConnectionAdapter
-from polylogue.storage.backends.duckdb_handles import (
+from polylogue.storage.backends.duckdb.adapter import DuckDBConnectionAdapter
+from polylogue.storage.backends.duckdb.handles import (
     MEMORY,
     SharedDatabase,
     io_hint,

@@ -20,7 +20,7 @@ exponent, so ``1e+23`` (how Python writes that float) would come back as the int
 positive exponent are therefore sent in positional form with a ``.0`` (the same decimal
 value, so the same float when read back).
 
-:class:`~polylogue.storage.backends.postgres_adapter.FaithfulPsycopgAdapter`, the aiosql
+:class:`~polylogue.storage.backends.postgresql.adapter.FaithfulPsycopgAdapter`, the aiosql
 adapter every PostgreSQL query runs through, applies both with these functions: parameters
 are converted on the way in (:func:`store_parameters`), ``text`` columns of result rows
 unescaped on the way out (:func:`unescape_row`); :func:`loads_json` unescapes ``jsonb``

@@ -28,7 +28,7 @@ from aiosql.adapters.sqlite3 import SQLite3Adapter
 
 from polylogue.errors import DatabaseError, MigrationError, OperationalError
 from polylogue.storage.backends.base import SQLBackend
-from polylogue.storage.backends.sqlite_backup import write_backup_file
+from polylogue.storage.backends.sqlite.backup import write_backup_file
 from polylogue.storage.batches import Params
 from polylogue.storage.faults import (
     cleaning_up,
@@ -37,7 +37,8 @@ from polylogue.storage.faults import (
     path_problem,
     run_cleanups,
 )
-from polylogue.storage.migrate import discover, iter_statements, read_user_version
+from polylogue.storage.migrate import read_user_version
+from polylogue.storage.migration_scripts import discover, iter_statements
 from polylogue.storage.private_files import create_private_file as create_private_file
 from polylogue.storage.sqlfiles import QuerySpec
 

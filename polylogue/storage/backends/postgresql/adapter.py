@@ -1,7 +1,7 @@
 """The aiosql adapter for PostgreSQL: every value goes in and comes out as it was saved.
 
 PostgreSQL cannot hold some values as Python gives them (U+0000 in text and JSON, floats
-with a large exponent in ``jsonb``; :mod:`~polylogue.storage.backends.postgres_values`
+with a large exponent in ``jsonb``; :mod:`~polylogue.storage.backends.postgresql.values`
 says how they are stored instead). The conversion lives in the driver adapter, as the
 other dialects' extensions do (``RowAwareSQLite3Adapter``, ``DuckDBConnectionAdapter``),
 so that no query can reach the driver around it: parameters of every query kind are
@@ -22,7 +22,7 @@ from aiosql.adapters.pyformat import PyFormatAdapter
 from psycopg.types.array import ListBinaryDumper
 from psycopg.types.json import set_json_loads
 
-from polylogue.storage.backends.postgres_values import (
+from polylogue.storage.backends.postgresql.values import (
     loads_json,
     store_parameter,
     store_parameters,

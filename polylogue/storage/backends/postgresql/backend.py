@@ -21,8 +21,8 @@ The ``schema`` option (default ``public``) sets every connection's ``search_path
 libpq's ``options``), so several archives can share one database; the migration runner
 creates the schema when it does not exist. Strings holding U+0000, which PostgreSQL cannot
 store, are escaped reversibly, and large floats in JSON are sent so that ``jsonb`` gives
-them back as floats (:mod:`polylogue.storage.backends.postgres_values`), by the driver
-adapter every query runs through (:mod:`polylogue.storage.backends.postgres_adapter`). Error
+them back as floats (:mod:`polylogue.storage.backends.postgresql.values`), by the driver
+adapter every query runs through (:mod:`polylogue.storage.backends.postgresql.adapter`). Error
 messages name the database with its password replaced by ``***``, and any password that a
 driver message might quote is scrubbed.
 """
@@ -45,20 +45,20 @@ from polylogue.errors import ConfigurationError, DatabaseError
 from polylogue.storage import rows
 from polylogue.storage.backends.base import SQLBackend
 from polylogue.storage.backends.config import BackendConfig, validation_summary
-from polylogue.storage.backends.postgres_adapter import (
+from polylogue.storage.backends.postgresql.adapter import (
     FaithfulPsycopgAdapter,
     prepare_connection,
 )
-from polylogue.storage.backends.postgres_dsn import (
+from polylogue.storage.backends.postgresql.dsn import (
     canonical_dsn,
     connection_string,
     passwords_of,
     redact_dsn,
 )
-from polylogue.storage.backends.postgres_migrate import migration_lock_key, statement_complete
-from polylogue.storage.backends.postgres_values import unescape
+from polylogue.storage.backends.postgresql.migrate import migration_lock_key, statement_complete
+from polylogue.storage.backends.postgresql.values import unescape
 from polylogue.storage.faults import cleaning_up
-from polylogue.storage.migrate import iter_statements
+from polylogue.storage.migration_scripts import iter_statements
 from polylogue.storage.sqlfiles import QuerySpec
 
 DEFAULT_CONNECT_TIMEOUT = 10

@@ -2,7 +2,7 @@
 
 A DSN is a URL (``postgresql://user:pw@host/db?sslmode=require``) or a libpq key=value
 string (``host=db password=pw``); a URL is first read strictly and rewritten canonically
-(:mod:`~polylogue.storage.backends.postgres_url`: an ambiguous one is refused). The
+(:mod:`~polylogue.storage.backends.postgresql.url`: an ambiguous one is refused). The
 backend adds ``search_path`` (its ``schema`` option,
 quoted so that its case is kept) to libpq's ``options`` and sets ``application_name`` and
 ``connect_timeout`` unless given. A password can sit in the URL's user part, in a
@@ -19,7 +19,7 @@ import psycopg
 from psycopg.conninfo import conninfo_to_dict, make_conninfo
 
 from polylogue.storage.backends.config import PASSWORD_SETTING, redact_url
-from polylogue.storage.backends.postgres_url import is_postgres_url, parse_postgres_url
+from polylogue.storage.backends.postgresql.url import is_postgres_url, parse_postgres_url
 
 
 def canonical_dsn(dsn: str) -> str:

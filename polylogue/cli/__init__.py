@@ -1,0 +1,31 @@
+"""The ``polylogue`` command: migrate, inspect and summarise an archive database.
+
+Every command takes ``--url`` (``sqlite:///path``, ``postgresql://...``, ``duckdb:///path``);
+without it, ``POLYLOGUE_DATABASE_URL`` or the default SQLite file is used.
+
+Errors are one line on stderr saying what failed, where and what to do, with exit status
+1 (2 for usage errors); never a traceback, whatever failed (a database error, a file the
+user may not read, an unexpected error). ``POLYLOGUE_DEBUG=1`` shows the traceback of an
+unexpected one.
+"""
+
+from __future__ import annotations
+
+import click
+
+from polylogue.cli.common import DEBUG_ENV, OneLineErrors
+from polylogue.cli.schema import migrate, status
+from polylogue.cli.stats import stats
+
+
+@click.group(cls=OneLineErrors)
+@click.version_option(package_name="polylogue-storage")
+def main() -> None:
+    """Storage kit of polylogue: an archive of AI chat conversations."""
+
+
+main.add_command(migrate)
+main.add_command(status)
+main.add_command(stats)
+
+__all__ = ["DEBUG_ENV", "main"]
