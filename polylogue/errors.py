@@ -122,6 +122,10 @@ class DatabaseInUseError(OperationalError):
     """Another process holds the database file open for writing."""
 
 
+class DatabaseNotFoundError(OperationalError):
+    """There is no database where a read-only open looked (read commands never create one)."""
+
+
 class SchemaVersionError(DatabaseError):
     """The database's schema version is not one this code can work with."""
 

@@ -45,6 +45,19 @@ class StorageBackend(Protocol):
         """Conversations newest ``updated_at`` first, optionally filtered and paged."""
         ...
 
+    def list_conversations_by_id(
+        self,
+        after: str = "",
+        *,
+        limit: int = 1000,
+        provider: str | None = None,
+        since: str | None = None,
+    ) -> list[ConversationRecord]:
+        """The next ``limit`` conversations with ``conversation_id > after``, in code-point
+        order of the id (the same on every backend), optionally of one provider and
+        updated at or after ``since`` (ISO-8601 text): keyset pages for export."""
+        ...
+
     def save_conversation(self, record: ConversationRecord) -> int:
         """Upsert; returns 1 when inserted or changed, 0 when stored unchanged."""
         ...
@@ -110,7 +123,12 @@ class StorageBackend(Protocol):
         ...
 
     def stats(self) -> dict[str, Any]:
-        """Counts per provider and messages per provider per month."""
+        """Per provider: conversations, messages, attachment refs, characters of text, first
+        and last message timestamp; and messages per provider per month."""
+        ...
+
+    def count_rows(self) -> dict[str, int]:
+        """Rows per table: conversations, messages, attachments, attachment_refs, runs."""
         ...
 
     def schema_version(self) -> int:

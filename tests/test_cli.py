@@ -59,11 +59,23 @@ def test_stats_prints_counts(tmp_path: Path) -> None:
     result = CliRunner().invoke(main, ["stats", "--url", f"sqlite://{tmp_path / 'a.db'}", "--json"])
     assert result.exit_code == 0, result.output
     data = json.loads(result.output)
-    assert data["providers"] == [
-        {"provider_name": "chatgpt", "conversations": 2, "messages": 6, "attachments": 2}
-    ]
+    [row] = data["providers"]
+    assert {k: row[k] for k in ("provider_name", "conversations", "messages", "attachments")} == {
+        "provider_name": "chatgpt",
+        "conversations": 2,
+        "messages": 6,
+        "attachments": 2,
+    }
+    assert data["totals"]["messages"] == 6 and data["totals"]["text_chars"] == row["text_chars"]
     table = CliRunner().invoke(main, ["stats", "--url", f"sqlite://{tmp_path / 'a.db'}"])
-    assert "chatgpt" in table.output and "2024-01" in table.output
+    assert table.exit_code == 0, table.output
+    lines = table.output.splitlines()
+    header = next(line for line in lines if line.startswith("provider "))
+    assert header.split()[:4] == ["provider", "conversations", "messages", "attachments"]
+    assert "first message" in header and "last message" in header
+    assert any(line.split()[:4] == ["chatgpt", "2", "6", "2"] for line in lines)
+    assert any(line.split()[:4] == ["total", "2", "6", "2"] for line in lines)
+    assert "2024-01" in table.output
 
 
 def test_environment_variable_selects_the_database(tmp_path: Path) -> None:

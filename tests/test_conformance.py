@@ -519,15 +519,88 @@ def test_stats_counts_per_provider_and_month(backend: SQLBackend) -> None:
     )
     backend.save_attachments([attachment("a", "c1"), attachment("a", "c2")])
     summary = backend.stats()
+    chars = len("text of m1")  # every message text here is as long
     assert summary["providers"] == [
-        {"provider_name": "chatgpt", "conversations": 2, "messages": 3, "attachments": 1},
-        {"provider_name": "claude", "conversations": 1, "messages": 1, "attachments": 1},
+        {
+            "provider_name": "chatgpt",
+            "conversations": 2,
+            "messages": 3,
+            "attachments": 1,
+            "text_chars": 3 * chars,
+            "first_message_at": "2024-01-05T10:00:00Z",
+            "last_message_at": "2024-02-05T10:00:00Z",
+        },
+        {
+            "provider_name": "claude",
+            "conversations": 1,
+            "messages": 1,
+            "attachments": 1,
+            "text_chars": chars,
+            "first_message_at": None,
+            "last_message_at": None,
+        },
     ]
     assert summary["messages_per_month"] == [
         {"provider_name": "chatgpt", "month": "2024-01", "messages": 2},
         {"provider_name": "chatgpt", "month": "2024-02", "messages": 1},
         {"provider_name": "claude", "month": None, "messages": 1},
     ]
+
+
+def test_count_rows_counts_every_table(backend: SQLBackend) -> None:
+    backend.save_conversation(conversation("c1"))
+    backend.save_conversation(conversation("c2"))
+    backend.save_messages([message("m1", "c1"), message("m2", "c2"), message("m3", "c2")])
+    backend.save_attachments([attachment("a", "c1"), attachment("a", "c2"), attachment("b", "c2")])
+    backend.record_run(RunRecord(run_id="r1", timestamp="2024-01-01"))
+    assert backend.count_rows() == {
+        "conversations": 2,
+        "messages": 3,
+        "attachments": 2,
+        "attachment_refs": 3,
+        "runs": 1,
+    }
+
+
+# -- keyset pages (export) ----------------------------------------------------------------
+
+# Ids whose code-point order differs from a natural-language collation's: case, accents,
+# punctuation, digits, and a character beyond the BMP.
+KEYSET_IDS = ["B", "a", "a-b", "a_b", "aB", "ab", "é", "z", "Z1", "10", "9", "😀", "ﬀ", "a b"]
+
+
+def test_pages_by_id_follow_code_point_order_without_gaps(backend: SQLBackend) -> None:
+    backend.save_conversations([conversation(cid) for cid in KEYSET_IDS])
+    seen: list[str] = []
+    after = ""
+    while page := backend.list_conversations_by_id(after, limit=3):
+        assert len(page) <= 3
+        seen += [c.conversation_id for c in page]
+        after = page[-1].conversation_id
+    assert seen == sorted(KEYSET_IDS)  # Python compares str by code point
+    assert backend.list_conversations_by_id(after, limit=3) == []
+    assert backend.list_conversations_by_id("a", limit=1)[0] == backend.get_conversation("a b")
+
+
+def test_pages_by_id_filter_by_provider_and_since(backend: SQLBackend) -> None:
+    backend.save_conversations(
+        [
+            conversation("c1", provider_name="claude", updated_at="2024-01-01T00:00:00Z"),
+            conversation("c2", provider_name="chatgpt", updated_at="2024-06-01T00:00:00Z"),
+            conversation("c3", provider_name="claude", updated_at="2024-06-02T00:00:00Z"),
+            conversation("c4", provider_name="claude", updated_at=None),
+        ]
+    )
+
+    def ids(**filters: Any) -> list[str]:
+        return [c.conversation_id for c in backend.list_conversations_by_id(**filters)]
+
+    assert ids() == ["c1", "c2", "c3", "c4"]
+    assert ids(provider="claude") == ["c1", "c3", "c4"]
+    assert ids(since="2024-06-01") == ["c2", "c3"]
+    assert ids(provider="claude", since="2024-06-01") == ["c3"]
+    with pytest.raises(ValueError, match="limit"):
+        backend.list_conversations_by_id(limit=0)
 
 
 # -- input checks -------------------------------------------------------------------------

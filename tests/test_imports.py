@@ -203,6 +203,8 @@ def test_broken_sqlite_migrations_leave_help_and_version(
 def test_broken_sqlite_migrations_leave_duckdb(broken_copy: tuple[Path, str]) -> None:
     root, _ = broken_copy
     url = f"duckdb://{root / 'archive.duckdb'}"
+    result = run_cli(["migrate", "--url", url], path=root)
+    assert result.returncode == 0, result.stderr
     result = run_cli(["stats", "--json", "--url", url], path=root)
     assert result.returncode == 0, result.stderr
     assert '"providers": []' in result.stdout
@@ -227,7 +229,7 @@ def test_broken_sqlite_migrations_fail_sqlite_in_one_line(
 ) -> None:
     root, blamed = broken_copy
     url = f"sqlite://{root / 'archive.db'}"
-    result = run_cli(["stats", "--url", url], path=root)
+    result = run_cli(["migrate", "--url", url], path=root)
     assert result.returncode == 1, result.stderr
     [line] = result.stderr.splitlines()
     assert line.startswith("Error: ") and blamed in line

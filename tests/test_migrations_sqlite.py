@@ -1326,6 +1326,11 @@ def test_cli_migrate_dry_run_then_migrate_then_status(tmp_path: Path) -> None:
     runner = CliRunner()
     names = [p.stem for p in PACKAGED_SCRIPTS]
 
+    missing = runner.invoke(main, ["status", "--url", url])
+    assert missing.exit_code == 1 and "does not exist" in missing.stderr
+    assert not db.exists()  # reading commands never create
+    sqlite3.connect(db).close()  # an empty file: a database at version 0
+
     status = runner.invoke(main, ["status", "--url", url])
     assert status.exit_code == 0, status.output
     assert f"schema version: 0 (code: {CODE_VERSION})" in status.stdout

@@ -13,6 +13,8 @@ from __future__ import annotations
 
 import click
 
+from polylogue.cli.archive_export import copy_command, export_command, verify_command
+from polylogue.cli.archive_import import import_command
 from polylogue.cli.common import DEBUG_ENV, OneLineErrors
 from polylogue.cli.schema import migrate, status
 from polylogue.cli.stats import stats
@@ -27,5 +29,9 @@ def main() -> None:
 main.add_command(migrate)
 main.add_command(status)
 main.add_command(stats)
+main.add_command(import_command)
+main.add_command(export_command)
+main.add_command(copy_command)
+main.add_command(verify_command)
 
 __all__ = ["DEBUG_ENV", "main"]

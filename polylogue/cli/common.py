@@ -46,9 +46,19 @@ class OneLineErrors(click.Group):
 
 
 @contextmanager
-def opened_backend(url: str | None, *, migrate: bool) -> Iterator[SQLBackend]:
-    backend = create_backend(url=url, migrate=migrate)
+def opened_backend(
+    url: str | None, *, migrate: bool, read_only: bool = False, current: bool = True
+) -> Iterator[SQLBackend]:
+    """The backend ``url`` names, closed whatever happens.
+
+    ``read_only`` is for commands that only read: the database must exist (it is never
+    created and never migrated; SQLite and DuckDB files are opened read-only), and with
+    ``current`` one that needs migrating is refused with the command to run.
+    """
+    backend = create_backend(url=url, migrate=migrate and not read_only, read_only=read_only)
     try:
+        if read_only and current:
+            backend.check_schema_current()
         yield backend
     except BaseException as exc:
         with cleaning_up(exc, "closing the database"):

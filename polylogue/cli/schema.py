@@ -46,8 +46,11 @@ def migrate(url: str | None, dry_run: bool, allow_changed: bool, no_backup: bool
 @click.command()
 @click.option("--url", default=None, help=URL_HELP)
 def status(url: str | None) -> None:
-    """Show schema version, applied and pending migrations, and edited scripts."""
-    with opened_backend(url, migrate=False) as backend:
+    """Show schema version, applied and pending migrations, and edited scripts.
+
+    Reads only: a database that does not exist is reported, never created.
+    """
+    with opened_backend(url, migrate=False, read_only=True, current=False) as backend:
         report = backend.migration_runner().status()
         click.echo(f"database: {backend.describe()}")
         click.echo(f"schema version: {report.current_version} (code: {report.target_version})")

@@ -50,6 +50,9 @@ QUERIES: dict[str, QuerySpec] = {
     "list_conversations": QuerySpec(
         "conversations.sql", ("source", "provider", "max_rows", "skip_rows")
     ),
+    "list_conversations_by_id": QuerySpec(
+        "conversations.sql", ("after_id", "provider", "since", "max_rows")
+    ),
     "delete_conversation": QuerySpec("conversations.sql", ("conversation_id",), "!"),
     # messages.sql
     "upsert_messages": QuerySpec("messages.sql", MESSAGE_COLUMNS, "*!", bulk=True, returning=True),
@@ -92,6 +95,7 @@ QUERIES: dict[str, QuerySpec] = {
     # stats.sql
     "provider_counts": QuerySpec("stats.sql"),
     "messages_per_month": QuerySpec("stats.sql"),
+    "count_rows": QuerySpec("stats.sql", (), "^"),
     # schema_migrations.sql (the migration runner's bookkeeping)
     "create_schema_migrations": QuerySpec("schema_migrations.sql", (), "!"),
     "schema_migrations_exists": QuerySpec("schema_migrations.sql", (), "$"),

@@ -41,8 +41,13 @@ def _trusted(cls: type[_R], values: dict[str, Any]) -> _R:
 
 
 # One encoder for every call: json.dumps() with options builds a new encoder each time,
-# which costs more than encoding a small provider_meta dict.
-_ENCODER = json.JSONEncoder(ensure_ascii=False, allow_nan=False, separators=(",", ":"))
+# which costs more than encoding a small provider_meta dict. Keys are sorted so that equal
+# values are equal texts: the upserts compare stored JSON as text on SQLite and DuckDB, and
+# a record read back from PostgreSQL (whose jsonb orders keys its own way) and saved again
+# elsewhere must count as unchanged.
+_ENCODER = json.JSONEncoder(
+    ensure_ascii=False, allow_nan=False, separators=(",", ":"), sort_keys=True
+)
 
 
 def dump_json(value: Mapping[str, Any] | Sequence[Any] | None) -> str | None:

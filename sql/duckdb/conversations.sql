@@ -96,6 +96,29 @@ WHERE
 ORDER BY updated_at DESC NULLS LAST, conversation_id ASC
 LIMIT :max_rows OFFSET :skip_rows;
 
+-- name: list_conversations_by_id(after_id, provider, since, max_rows)
+-- Conversations in conversation_id order (code points, as every dialect sorts here),
+-- the next max_rows after after_id ('' for the first page): the keyset pages of `polylogue
+-- export`, `copy` and `verify`, which never skip or repeat a row. Optionally only one
+-- provider, and only conversations updated at or after `since` (ISO-8601 text).
+SELECT
+    conversation_id,
+    provider_name,
+    provider_conversation_id,
+    title,
+    created_at,
+    updated_at,
+    content_hash,
+    provider_meta,
+    version
+FROM conversations
+WHERE
+    conversation_id > :after_id
+    AND (:provider IS NULL OR provider_name = :provider)
+    AND (:since IS NULL OR updated_at >= :since)
+ORDER BY conversation_id ASC
+LIMIT :max_rows;
+
 -- name: delete_conversation(conversation_id)!
 -- Delete one conversation row. The binding deletes its refs and messages first, in the
 -- same transaction (there is no ON DELETE CASCADE in DuckDB).

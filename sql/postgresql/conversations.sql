@@ -136,6 +136,37 @@ FROM conversations AS c
 WHERE c.conversation_id = :conversation_id
 FOR UPDATE;
 
+-- name: list_conversations_by_id(after_id, provider, since, max_rows)
+-- Conversations in conversation_id order (code points, as every dialect sorts here),
+-- the next max_rows after after_id ('' for the first page): the keyset pages of `polylogue
+-- export`, `copy` and `verify`, which never skip or repeat a row. Optionally only one
+-- provider, and only conversations updated at or after `since` (ISO-8601 text).
+-- COLLATE "C": code-point order on every server collation. It cannot use the primary
+-- key index unless the database collation is C, so each page sorts what follows it.
+SELECT
+    conversation_id,
+    provider_name,
+    provider_conversation_id,
+    title,
+    created_at,
+    updated_at,
+    content_hash,
+    provider_meta,
+    version
+FROM conversations
+WHERE
+    conversation_id COLLATE "C" > cast(:after_id AS TEXT)  -- noqa: RF02
+    AND (
+        cast(:provider AS TEXT) IS NULL
+        OR provider_name = cast(:provider AS TEXT)
+    )
+    AND (
+        cast(:since AS TEXT) IS NULL
+        OR updated_at COLLATE "C" >= cast(:since AS TEXT)  -- noqa: RF02
+    )
+ORDER BY conversation_id COLLATE "C" ASC  -- noqa: RF02
+LIMIT cast(:max_rows AS BIGINT);
+
 -- name: delete_conversation(conversation_id)!
 -- Delete one conversation row. The binding deletes its refs and messages first, in the
 -- same transaction, so that attachment ref counts stay right on every dialect.

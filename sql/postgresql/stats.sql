@@ -2,12 +2,16 @@
 -- is numeric, which would reach Python as Decimal.
 
 -- name: provider_counts()
--- Conversations, messages and attachment refs per provider.
+-- Conversations, messages and attachment refs per provider, with the characters of
+-- message text and the first and last message timestamp (as stored: text order).
 WITH
 message_counts AS (
     SELECT
         conversation_id,
-        count(*) AS messages
+        count(*) AS messages,
+        sum(length(text)) AS text_chars,
+        min(timestamp COLLATE "C") AS first_message_at,
+        max(timestamp COLLATE "C") AS last_message_at
     FROM messages
     GROUP BY conversation_id
 ),
@@ -24,7 +28,10 @@ SELECT
     c.provider_name,
     count(*) AS conversations,
     cast(coalesce(sum(m.messages), 0) AS BIGINT) AS messages,
-    cast(coalesce(sum(r.attachments), 0) AS BIGINT) AS attachments
+    cast(coalesce(sum(r.attachments), 0) AS BIGINT) AS attachments,
+    cast(coalesce(sum(m.text_chars), 0) AS BIGINT) AS text_chars,
+    min(m.first_message_at COLLATE "C") AS first_message_at,  -- noqa: RF02
+    max(m.last_message_at COLLATE "C") AS last_message_at  -- noqa: RF02
 FROM conversations AS c
 LEFT JOIN message_counts AS m ON c.conversation_id = m.conversation_id
 LEFT JOIN ref_counts AS r ON c.conversation_id = r.conversation_id
@@ -50,3 +57,12 @@ SELECT
 FROM monthly
 GROUP BY provider_name, month
 ORDER BY provider_name COLLATE "C" ASC, month COLLATE "C" ASC NULLS FIRST;
+
+-- name: count_rows()^
+-- Rows per table: what `polylogue verify` compares first.
+SELECT
+    (SELECT count(*) FROM conversations) AS conversations,
+    (SELECT count(*) FROM messages) AS messages,
+    (SELECT count(*) FROM attachments) AS attachments,
+    (SELECT count(*) FROM attachment_refs) AS attachment_refs,
+    (SELECT count(*) FROM runs) AS runs;

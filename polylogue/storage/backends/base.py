@@ -40,6 +40,10 @@ from polylogue.types import ConversationId
 _R = TypeVar("_R", bound=BaseModel)
 
 
+ROW_COUNT_KEYS = ("conversations", "messages", "attachments", "attachment_refs", "runs")
+"""The tables :meth:`SQLBackend.count_rows` counts, in the order reports list them."""
+
+
 class SQLBackend(SetWrites):
     """The :class:`~polylogue.protocols.StorageBackend` binding, shared by every dialect."""
 
@@ -90,6 +94,27 @@ class SQLBackend(SetWrites):
             found = list(
                 self.queries.list_conversations(
                     conn, source=source, provider=provider, max_rows=limit, skip_rows=offset
+                )
+            )
+        return [rows.conversation_from_row(row) for row in found]
+
+    def list_conversations_by_id(
+        self,
+        after: str = "",
+        *,
+        limit: int = 1000,
+        provider: str | None = None,
+        since: str | None = None,
+    ) -> list[ConversationRecord]:
+        """The next ``limit`` conversations after the id ``after`` in ``conversation_id``
+        order (code points, the same on every dialect): ``list_conversations_by_id``
+        (``conversations.sql``). Pages over an archive without skipping or repeating."""
+        if limit < 1:
+            raise ValueError(f"limit must be >= 1, got {limit}")
+        with self._reading("list_conversations_by_id") as conn:
+            found = list(
+                self.queries.list_conversations_by_id(
+                    conn, after_id=after, provider=provider, since=since, max_rows=limit
                 )
             )
         return [rows.conversation_from_row(row) for row in found]
@@ -256,6 +281,13 @@ class SQLBackend(SetWrites):
             months = [dict(row) for row in self.queries.messages_per_month(conn)]
         return {"providers": providers, "messages_per_month": months}
 
+    def count_rows(self) -> dict[str, int]:
+        """Rows per table (conversations, messages, attachments, attachment_refs, runs):
+        ``count_rows`` (``stats.sql``)."""
+        with self._reading("count_rows") as conn:
+            row = self.queries.count_rows(conn)
+        return {key: int(row[key]) for key in ROW_COUNT_KEYS}
+
     # -- migrations: the seam the runner drives (see polylogue.storage.migrate) ---------
 
     migration_lock_key: int = 0
@@ -301,14 +333,32 @@ class SQLBackend(SetWrites):
         """Copy the database aside before migrating it; only SQLite files have a copy."""
         return None
 
+    read_only: bool = False
+    """Opened for reading only (SQLite and DuckDB files): never created, never migrated."""
+
     def _migrate_on_open(self) -> None:
-        """Apply pending migrations while opening; a failure closes what was opened."""
+        """Apply pending migrations while opening (a read-only database: check that none
+        are pending); a failure closes what was opened."""
         try:
-            self.migration_runner().migrate()
+            if self.read_only:
+                self.check_schema_current()
+            else:
+                self.migration_runner().migrate()
         except BaseException as exc:
             with cleaning_up(exc, "closing the backend"):
                 self.close()
             raise
+
+    def check_schema_current(self) -> None:
+        """Raise :class:`MigrationError` unless the database is at this code's schema
+        version, changing nothing: what a reader that must not migrate checks first."""
+        status = self.migration_runner().status()
+        if status.pending:
+            raise MigrationError(
+                f"{self.describe()} is at schema version {status.current_version}, this code"
+                f" needs {status.target_version}: run polylogue migrate on it (or open it"
+                " without read_only) first; nothing was changed"
+            )
 
     def migration_runner(self) -> MigrationRunner:
         """The runner for this database: ``status()``, ``migrate(dry_run=...)``."""

@@ -78,7 +78,7 @@ _SCHEMES: dict[str, BackendType] = {
     "postgres": "postgresql",
     "duckdb": "duckdb",
 }
-_SQLITE_OPTIONS = {"synchronous", "busy_timeout"}
+_SQLITE_OPTIONS = {"synchronous", "busy_timeout", "read_only"}
 _DUCKDB_OPTIONS = {"read_only", "memory_limit"}
 _POSTGRES_OPTIONS = {
     "pool_min_size": "pool_min_size",

@@ -36,7 +36,7 @@ from typing import Any, ClassVar
 
 import duckdb
 
-from polylogue.errors import DatabaseError, IntegrityError, MigrationError, OperationalError
+from polylogue.errors import DatabaseError, IntegrityError, OperationalError
 from polylogue.storage.backends.base import SQLBackend
 from polylogue.storage.backends.config import BackendConfig, default_db_path
 from polylogue.storage.backends.duckdb.adapter import DuckDBConnectionAdapter
@@ -47,7 +47,7 @@ from polylogue.storage.backends.duckdb.handles import (
     open_database,
     release_database,
 )
-from polylogue.storage.faults import cleaning_up, describe_os_error, run_cleanups
+from polylogue.storage.faults import describe_os_error, run_cleanups
 from polylogue.storage.sqlfiles import QuerySpec
 
 DEFAULT_BUSY_TIMEOUT = 30.0
@@ -116,13 +116,8 @@ class DuckDBBackend(SQLBackend):
             where=self.describe(),
             prepare=self.queries.configure_database,
         )
-        try:
-            if migrate:
-                self._migrate_or_check()
-        except BaseException as exc:
-            with cleaning_up(exc, "closing the database"):
-                self.close()
-            raise
+        if migrate:
+            self._migrate_on_open()
 
     @classmethod
     def from_config(cls, config: BackendConfig, *, migrate: bool = True) -> DuckDBBackend:
@@ -135,18 +130,6 @@ class DuckDBBackend(SQLBackend):
             busy_timeout=config.busy_timeout,
             migrate=migrate,
         )
-
-    def _migrate_or_check(self) -> None:
-        runner = self.migration_runner()
-        if not self.read_only:
-            runner.migrate()
-            return
-        status = runner.status()
-        if status.pending:
-            raise MigrationError(
-                f"{self.describe()} is at schema version {status.current_version}, this code"
-                f" needs {status.target_version}: open it once without read_only to migrate"
-            )
 
     # -- connections ------------------------------------------------------------------
 

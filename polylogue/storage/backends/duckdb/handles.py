@@ -44,7 +44,12 @@ from typing import Any
 
 import duckdb
 
-from polylogue.errors import ConfigurationError, DatabaseInUseError, OperationalError
+from polylogue.errors import (
+    ConfigurationError,
+    DatabaseInUseError,
+    DatabaseNotFoundError,
+    OperationalError,
+)
 from polylogue.storage.faults import cleaning_up, describe_os_error, one_line
 from polylogue.storage.private_files import (
     FILE_MODE,
@@ -216,12 +221,21 @@ def _connect(
     else:
         target = str(path)
         try:
-            created = not read_only and not path.exists()
+            path.stat()
+            exists = True
+        except (FileNotFoundError, NotADirectoryError):
+            exists = False
         except OSError as exc:
             raise OperationalError(
                 f"open failed on {where}: {describe_os_error(exc)}; check that this user may"
                 " enter every folder on the path"
             ) from exc
+        if read_only and not exists:
+            raise DatabaseNotFoundError(
+                f"open failed on {where}: the file does not exist (a read-only open never"
+                " creates one): check the path"
+            )
+        created = not exists and not read_only
     try:
         with private_umask() if created else nullcontext():
             handle = duckdb.connect(target, read_only=read_only, config=config)

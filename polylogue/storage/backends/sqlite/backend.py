@@ -17,6 +17,7 @@ import hashlib
 import os
 import re
 import sqlite3
+import stat
 import threading
 import uuid
 from collections.abc import Iterable, Iterator
@@ -26,7 +27,7 @@ from typing import Any, ClassVar, Literal
 
 from aiosql.adapters.sqlite3 import SQLite3Adapter
 
-from polylogue.errors import DatabaseError, MigrationError, OperationalError
+from polylogue.errors import DatabaseError, DatabaseNotFoundError, MigrationError, OperationalError
 from polylogue.storage.backends.base import SQLBackend
 from polylogue.storage.backends.sqlite.backup import write_backup_file
 from polylogue.storage.batches import Params
@@ -119,10 +120,17 @@ class SQLiteBackend(SQLBackend):
         busy_timeout: float = DEFAULT_BUSY_TIMEOUT,
         migrate: bool = True,
         backup: bool = True,
+        read_only: bool = False,
     ) -> None:
         self._prepare(synchronous, busy_timeout)
         self.backup = backup
-        if str(db_path) == MEMORY:
+        self.read_only = read_only
+        if str(db_path) == MEMORY and read_only:
+            raise DatabaseError("a read-only SQLite database needs a file, not :memory:")
+        if read_only:
+            self.db_path = Path(db_path).expanduser().absolute()
+            self._target = self._read_only_target()
+        elif str(db_path) == MEMORY:
             self._target = f"file:polylogue-{uuid.uuid4().hex}?mode=memory&cache=shared"
             self._memory_lock = threading.RLock()
             self._keeper = self._connect()
@@ -159,12 +167,44 @@ class SQLiteBackend(SQLBackend):
     # -- connections ------------------------------------------------------------------
 
     def describe(self) -> str:
-        return f"sqlite://{self.db_path}" if self.db_path else "sqlite://:memory:"
+        where = f"sqlite://{self.db_path}" if self.db_path else "sqlite://:memory:"
+        return f"{where} (read-only)" if self.read_only else where
+
+    def _read_only_target(self) -> str:
+        """The URI that opens the file without writing it, or a clear error when there is
+        no file: a read-only open never creates one.
+
+        ``mode=ro`` still needs the ``-shm`` file of a WAL database, which SQLite creates
+        when it is missing: in a folder this user may not write (a 0444 archive in a 0555
+        folder) that fails, and the file is opened ``immutable`` instead, which is safe
+        because nobody who cannot write the folder can be changing the database either.
+        """
+        assert self.db_path is not None
+        path = self.db_path
+        try:
+            found = path.stat()
+        except (FileNotFoundError, NotADirectoryError):
+            raise DatabaseNotFoundError(
+                f"open failed on {self.describe()}: the file does not exist (a read-only"
+                " open never creates one): check the path"
+            ) from None
+        except OSError as exc:
+            problem = path_problem(path) or "check that this user may read it and its folder"
+            raise OperationalError(
+                f"open failed on {self.describe()}: {describe_os_error(exc)}; {problem}"
+            ) from exc
+        if stat.S_ISDIR(found.st_mode):
+            raise OperationalError(
+                f"open failed on {self.describe()}: it is a folder, not a database file:"
+                " give the path of a database file"
+            )
+        writable = os.access(path.parent, os.W_OK)
+        return path.as_uri() + ("?mode=ro" if writable else "?mode=ro&immutable=1")
 
     def _connect(self) -> sqlite3.Connection:
         try:
             conn = connect(self._target, busy_timeout=self.busy_timeout, uri=True)
-            prepare_connection(conn, self.queries, self.synchronous)
+            prepare_connection(conn, self.queries, self.synchronous, read_only=self.read_only)
         except sqlite3.Error as exc:
             raise self._translate("open", exc) from exc
         with self._connections_lock:
@@ -219,6 +259,8 @@ class SQLiteBackend(SQLBackend):
                 "the disk holding it is full (or the database reached its size limit): free"
                 " some space and run it again; what failed was not written"
             )
+        if primary == sqlite3.SQLITE_READONLY and self.read_only:
+            return "it was opened read-only: open it without read_only to write to it"
         if primary in (sqlite3.SQLITE_CANTOPEN, sqlite3.SQLITE_READONLY, sqlite3.SQLITE_PERM):
             problem = path_problem(self.db_path) if self.db_path else ""
             return problem or (
@@ -341,14 +383,16 @@ def newest_schema_version() -> int:
     return discover("sqlite")[-1].version
 
 
-def prepare_connection(conn: sqlite3.Connection, queries: Any, synchronous: Synchronous) -> None:
+def prepare_connection(
+    conn: sqlite3.Connection, queries: Any, synchronous: Synchronous, *, read_only: bool = False
+) -> None:
     """Foreign keys, durability and WAL for a new connection.
 
     WAL is recorded in the file's header; a database newer than this code (to be refused
     by the migration runner) is left in the journal mode it has, so refusing it changes
-    nothing in the file.
+    nothing in the file. A read-only connection changes nothing either.
     """
     queries.configure_connection(conn)
     getattr(queries, f"use_synchronous_{synchronous}")(conn)
-    if read_user_version(conn) <= newest_schema_version():
+    if not read_only and read_user_version(conn) <= newest_schema_version():
         queries.use_wal(conn)
