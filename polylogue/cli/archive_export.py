@@ -22,10 +22,10 @@ from polylogue.archive.copier import copy_archive
 from polylogue.archive.exporter import ExportSummary, write_archive
 from polylogue.archive.files import STDIO, open_archive_output
 from polylogue.archive.verify import DEFAULT_SHOWN, IdList, VerifyReport, compare_archives
-from polylogue.cli.common import URL_HELP, opened_backend
+from polylogue.cli.common import URL_HELP, batch_size_option, opened_backend
 from polylogue.storage.backends.config import parse_url
 from polylogue.storage.faults import describe_os_error
-from polylogue.storage.repository import DEFAULT_BATCH_SIZE, StorageRepository
+from polylogue.storage.repository import StorageRepository
 
 REDRAW_SECONDS = 0.1
 
@@ -176,13 +176,7 @@ def _database_key(url: str) -> tuple[str, ...]:
 @click.command("copy")
 @click.argument("src_url")
 @click.argument("dst_url")
-@click.option(
-    "--batch-size",
-    type=click.IntRange(min=1),
-    default=DEFAULT_BATCH_SIZE,
-    show_default=True,
-    help="Conversations written per transaction.",
-)
+@batch_size_option
 @click.option("--quiet", is_flag=True, help="No progress bar and no summary.")
 @click.option("--no-verify", is_flag=True, help="Do not compare the two archives afterwards.")
 def copy_command(src_url: str, dst_url: str, batch_size: int, quiet: bool, no_verify: bool) -> None:

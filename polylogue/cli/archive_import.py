@@ -16,9 +16,9 @@ import click
 
 from polylogue.archive.files import STDIO
 from polylogue.archive.importer import ImportSummary, display_name, import_archives
-from polylogue.cli.common import URL_HELP, opened_backend
+from polylogue.cli.common import URL_HELP, batch_size_option, opened_backend
 from polylogue.storage.faults import describe_os_error
-from polylogue.storage.repository import DEFAULT_BATCH_SIZE, StorageRepository
+from polylogue.storage.repository import StorageRepository
 
 MAX_REJECTIONS_SHOWN = 20
 """Rejected lines listed on stderr; the rest are counted (``--json`` lists them all)."""
@@ -27,13 +27,7 @@ MAX_REJECTIONS_SHOWN = 20
 @click.command("import")
 @click.argument("files", nargs=-1, required=True, metavar="FILE...")
 @click.option("--url", default=None, help=URL_HELP)
-@click.option(
-    "--batch-size",
-    type=click.IntRange(min=1),
-    default=DEFAULT_BATCH_SIZE,
-    show_default=True,
-    help="Bundles written per transaction.",
-)
+@batch_size_option
 @click.option(
     "--on-error",
     type=click.Choice(["stop", "skip"]),

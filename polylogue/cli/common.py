@@ -14,9 +14,19 @@ import click
 from polylogue.errors import DatabaseError
 from polylogue.storage.backends import SQLBackend, create_backend
 from polylogue.storage.faults import cleaning_up, describe_os_error, one_line
+from polylogue.storage.repository import DEFAULT_BATCH_SIZE
 
 URL_HELP = "Database URL (default: $POLYLOGUE_DATABASE_URL or the default SQLite file)."
 DEBUG_ENV = "POLYLOGUE_DEBUG"
+
+batch_size_option = click.option(
+    "--batch-size",
+    type=click.IntRange(min=1),
+    default=DEFAULT_BATCH_SIZE,
+    show_default=True,
+    help="Bundles (conversations with their messages) written per transaction.",
+)
+"""``--batch-size`` of the commands that write through ``StorageRepository.save_many``."""
 
 
 class OneLineErrors(click.Group):
