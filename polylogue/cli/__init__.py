@@ -17,6 +17,7 @@ from polylogue.cli.archive_export import copy_command, export_command, verify_co
 from polylogue.cli.archive_import import import_command
 from polylogue.cli.common import DEBUG_ENV, OneLineErrors
 from polylogue.cli.schema import migrate, status
+from polylogue.cli.sql import sql
 from polylogue.cli.stats import stats
 
 
@@ -33,5 +34,6 @@ main.add_command(import_command)
 main.add_command(export_command)
 main.add_command(copy_command)
 main.add_command(verify_command)
+main.add_command(sql)
 
 __all__ = ["DEBUG_ENV", "main"]
