@@ -8,6 +8,8 @@ migration locks) are listed in that backend's ``dialect_queries``.
 
 from __future__ import annotations
 
+from collections.abc import Collection
+
 from polylogue.storage.sqlfiles import QuerySpec
 
 CONVERSATION_COLUMNS = (
@@ -135,3 +137,110 @@ SPLIT_UPSERT_QUERIES: dict[str, QuerySpec] = {
 (``split_upsert_rows``: DuckDB, whose ON CONFLICT costs more than classifying first; see
 ``sql/duckdb/messages.sql``). SQLite's row-wise upsert and PostgreSQL's one columnar
 statement are already their fastest forms, so they do not define these."""
+
+ATTACHMENT_COLUMNS = (
+    "attachment_id",
+    "conversation_id",
+    "message_id",
+    "mime_type",
+    "size_bytes",
+    "path",
+    "provider_meta",
+)
+RUN_COLUMNS = (
+    "run_id",
+    "timestamp",
+    "plan_snapshot",
+    "counts_json",
+    "drift_json",
+    "indexed",
+    "duration_ms",
+)
+PRUNED_REF_COLUMNS = ("ref_id", "attachment_id")
+
+RESULT_COLUMNS: dict[str, tuple[str, ...]] = {
+    # rows.conversation_from_row
+    "get_conversation": CONVERSATION_COLUMNS,
+    "list_conversations": CONVERSATION_COLUMNS,
+    "list_conversations_by_id": CONVERSATION_COLUMNS,
+    # rows.message_from_row
+    "get_messages": MESSAGE_COLUMNS,
+    # rows.attachment_from_row
+    "get_attachments": ATTACHMENT_COLUMNS,
+    # rows.run_from_row
+    "get_runs": RUN_COLUMNS,
+    # backends.writes: the refs a prune deleted, for refresh_ref_counts
+    "prune_attachment_refs": PRUNED_REF_COLUMNS,
+    "prune_attachment_refs_many": PRUNED_REF_COLUMNS,
+    # migration_scripts.AppliedMigration.of
+    "get_applied_migrations": ("version", "name", "checksum", "applied_at"),
+    # SQLBackend.count_rows: the tables counted, in the order reports list them
+    "count_rows": ("conversations", "messages", "attachments", "attachment_refs", "runs"),
+}
+"""The result columns the binding reads by name, per query that returns rows: a query
+that renames one breaks the binding with a KeyError at run time, so ``polylogue sql
+check`` compares these with what each query returns (tests/sqlcheck checks that the
+readers in :mod:`polylogue.storage.rows` read exactly these keys)."""
+
+_PRUNE_ONE = (
+    "prune_attachment_refs",
+    "lock_attachments",
+    "refresh_ref_counts",
+    "delete_unreferenced_attachments",
+)
+"""The prune of one conversation; several use ``prune_attachment_refs_many`` where bound."""
+_PRUNE = ("prune_attachment_refs", "prune_attachment_refs_many", *_PRUNE_ONE[1:])
+_SAVE_ATTACHMENTS = ("upsert_attachments", "insert_attachment_refs", "refresh_ref_counts")
+
+METHOD_QUERIES: dict[str, tuple[str, ...]] = {
+    "get_conversation": ("get_conversation",),
+    "list_conversations": ("list_conversations",),
+    "list_conversations_by_id": ("list_conversations_by_id",),
+    "save_conversation": ("upsert_conversations",),
+    "save_conversations": ("upsert_conversations",),
+    "get_messages": ("get_messages",),
+    "save_messages": (
+        "upsert_messages",
+        "get_message_owner",
+        "classify_messages",
+        "insert_messages",
+        "update_changed_messages",
+    ),
+    "get_attachments": ("get_attachments",),
+    "save_attachments": _SAVE_ATTACHMENTS,
+    "save_attachments_counted": _SAVE_ATTACHMENTS,
+    "replace_attachments": (
+        "prune_attachment_refs",
+        "prune_attachment_refs_many",
+        "upsert_attachments",
+        "insert_attachment_refs",
+        "lock_attachments",
+        "refresh_ref_counts",
+        "delete_unreferenced_attachments",
+    ),
+    "prune_attachments": _PRUNE_ONE,
+    "prune_attachments_many": _PRUNE,
+    "delete_conversation": (
+        "lock_conversation",
+        "delete_conversation_messages",
+        *_PRUNE_ONE,
+        "delete_conversation",
+    ),
+    "record_run": ("record_run",),
+    "get_runs": ("get_runs",),
+    "stats": ("provider_counts", "messages_per_month"),
+    "count_rows": ("count_rows",),
+}
+"""Protocol method -> the queries it may run, in the order it runs them, on any dialect.
+
+A dialect runs those of them it defines (:func:`method_queries`): its capabilities decide
+(``binds_lists``, ``row_locks``, ``split_upsert_rows``, and its ``dialect_queries`` such as
+SQLite's ``get_message_owner``), so the one list serves every dialect. Which of them run
+on a given call depends on the data (see each method's docstring in
+:mod:`polylogue.storage.backends.base`); ``polylogue sql show METHOD`` prints them."""
+
+
+def method_queries(method: str, defined: Collection[str]) -> tuple[str, ...]:
+    """The queries ``method`` may run on a dialect whose query set is ``defined``
+    (``Backend.expected_queries()``); KeyError for a name that is no protocol method."""
+    return tuple(name for name in METHOD_QUERIES[method] if name in defined)

@@ -3,7 +3,9 @@
 ``create_backend()`` opens SQLite at :func:`default_db_path` unless
 ``POLYLOGUE_DATABASE_URL`` names another database; ``create_backend(db_path=...)``,
 ``create_backend("postgresql://...")``/``create_backend(url=...)`` and
-``create_backend(BackendConfig(...))`` choose explicitly. A backend whose optional
+``create_backend(BackendConfig(...))`` choose explicitly; ``sql_dir=`` (or
+``POLYLOGUE_SQL_DIR``) reads the queries from an edited copy (see
+:mod:`polylogue.storage.sqlfiles`). A backend whose optional
 dependency is missing raises :class:`~polylogue.errors.ConfigurationError` saying which
 extra to install.
 """
@@ -20,6 +22,7 @@ from polylogue.storage.backends.base import SQLBackend
 from polylogue.storage.backends.config import (
     ENV_DATABASE_URL,
     BackendConfig,
+    BackendType,
     default_db_path,
     parse_url,
     redact_url,
@@ -46,6 +49,7 @@ def create_backend(
     migrate: bool = True,
     backup: bool = True,
     read_only: bool = False,
+    sql_dir: str | os.PathLike[str] | None = None,
 ) -> SQLBackend:
     """Open the backend a config, URL or path describes (see the module docstring).
 
@@ -55,7 +59,9 @@ def create_backend(
     existing file without writing it: a missing one raises
     :class:`~polylogue.errors.DatabaseNotFoundError`, and one that needs migrating
     raises :class:`~polylogue.errors.MigrationError` unless ``migrate=False``. A
-    PostgreSQL database is never migrated by a read-only open.
+    PostgreSQL database is never migrated by a read-only open. ``sql_dir`` is a folder of
+    ``<dialect>/`` query files used instead of the packaged ones (default
+    ``$POLYLOGUE_SQL_DIR``; migrations stay the packaged ones).
     """
     if isinstance(config, str):
         if url is not None:
@@ -79,6 +85,8 @@ def create_backend(
             config = BackendConfig(backend_type="sqlite", db_path=default_db_path())
     if read_only and not config.read_only:
         config = config.model_copy(update={"read_only": True})
+    if sql_dir is not None:
+        config = config.model_copy(update={"sql_dir": Path(sql_dir)})
     return open_backend(config, migrate=migrate, backup=backup)
 
 
@@ -92,12 +100,22 @@ def open_backend(config: BackendConfig, *, migrate: bool = True, backup: bool = 
             migrate=migrate,
             backup=backup,
             read_only=config.read_only,
+            sql_dir=config.sql_dir,
         )
     cls = _optional_backend_class(config.backend_type)
     # PostgreSQL has no read-only open: not migrating is what read_only asks of it.
     migrate = migrate and not (config.read_only and config.backend_type == "postgresql")
     backend: SQLBackend = cls.from_config(config, migrate=migrate)
     return backend
+
+
+def backend_class(backend_type: BackendType) -> type[SQLBackend]:
+    """The backend class of a dialect (its capabilities and ``expected_queries()``),
+    without opening anything; ConfigurationError when its driver is not installed."""
+    if backend_type == "sqlite":
+        return SQLiteBackend
+    found: type[SQLBackend] = _optional_backend_class(backend_type)
+    return found
 
 
 def _optional_backend_class(backend_type: str) -> Any:
@@ -125,6 +143,7 @@ __all__ = [
     "BackendConfig",
     "SQLBackend",
     "SQLiteBackend",
+    "backend_class",
     "create_backend",
     "default_db_path",
     "open_backend",

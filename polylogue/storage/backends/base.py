@@ -10,6 +10,7 @@ queries named like the method (``get_messages`` runs ``sql/<dialect>/messages.sq
 
 from __future__ import annotations
 
+import os
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from contextlib import AbstractContextManager, contextmanager
 from pathlib import Path
@@ -25,6 +26,7 @@ from polylogue.storage.migrate import MigrationRunner, read_version
 from polylogue.storage.queries import (
     LIST_QUERIES,
     QUERIES,
+    RESULT_COLUMNS,
     ROW_LOCK_QUERIES,
     SPLIT_UPSERT_QUERIES,
 )
@@ -34,14 +36,10 @@ from polylogue.storage.records import (
     MessageRecord,
     RunRecord,
 )
-from polylogue.storage.sqlfiles import QuerySpec, load_queries
+from polylogue.storage.sqlfiles import QuerySpec, load_queries, sql_override
 from polylogue.types import ConversationId
 
 _R = TypeVar("_R", bound=BaseModel)
-
-
-ROW_COUNT_KEYS = ("conversations", "messages", "attachments", "attachment_refs", "runs")
-"""The tables :meth:`SQLBackend.count_rows` counts, in the order reports list them."""
 
 
 class SQLBackend(SetWrites):
@@ -53,9 +51,14 @@ class SQLBackend(SetWrites):
     dialect_queries: ClassVar[Mapping[str, QuerySpec]] = {}
     """Queries only this dialect needs (connection pragmas), checked like the rest."""
 
-    def __init__(self) -> None:
+    def __init__(self, sql_dir: str | os.PathLike[str] | None = None) -> None:
         super().__init__()
-        self.queries: Any = load_queries(self.dialect, self.driver_adapter, self.expected_queries())
+        self.sql_dir: Path | None = sql_override(sql_dir)
+        """The override folder the queries come from (``sql_dir=``, else
+        ``$POLYLOGUE_SQL_DIR``); None for the packaged ones."""
+        self.queries: Any = load_queries(
+            self.dialect, self.driver_adapter, self.expected_queries(), self.sql_dir
+        )
 
     @classmethod
     def expected_queries(cls) -> dict[str, QuerySpec]:
@@ -286,7 +289,7 @@ class SQLBackend(SetWrites):
         ``count_rows`` (``stats.sql``)."""
         with self._reading("count_rows") as conn:
             row = self.queries.count_rows(conn)
-        return {key: int(row[key]) for key in ROW_COUNT_KEYS}
+        return {key: int(row[key]) for key in RESULT_COLUMNS["count_rows"]}
 
     # -- migrations: the seam the runner drives (see polylogue.storage.migrate) ---------
 
@@ -337,13 +340,9 @@ class SQLBackend(SetWrites):
     """Opened for reading only (SQLite and DuckDB files): never created, never migrated."""
 
     def _migrate_on_open(self) -> None:
-        """Apply pending migrations while opening (a read-only database: check that none
-        are pending); a failure closes what was opened."""
+        """Migrate while opening (read-only: check instead); a failure closes what opened."""
         try:
-            if self.read_only:
-                self.check_schema_current()
-            else:
-                self.migration_runner().migrate()
+            self.check_schema_current() if self.read_only else self.migration_runner().migrate()
         except BaseException as exc:
             with cleaning_up(exc, "closing the backend"):
                 self.close()

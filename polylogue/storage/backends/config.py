@@ -60,6 +60,10 @@ class BackendConfig(BaseModel):
     schema_name: str = Field(default="public", pattern=r"^[A-Za-z_][A-Za-z0-9_]*$")
     read_only: bool = False
     memory_limit: str | None = None
+    sql_dir: Path | None = None
+    """An override folder holding ``<dialect>/`` copies of the query files (default
+    ``$POLYLOGUE_SQL_DIR``, else the packaged SQL); migrations are never overridden
+    (:mod:`polylogue.storage.sqlfiles`)."""
 
     @field_validator("url")
     @classmethod

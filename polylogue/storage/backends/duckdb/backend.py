@@ -70,7 +70,8 @@ class DuckDBBackend(SQLBackend):
     :data:`DEFAULT_MEMORY_LIMIT`, raise it for heavy analysis); ``busy_timeout`` is how
     many seconds a writer waits for another thread's transaction. Migrations are applied
     when it opens unless ``migrate=False``; a ``read_only`` database must already be at
-    the current schema version.
+    the current schema version. ``sql_dir`` names an override folder of queries (default
+    ``$POLYLOGUE_SQL_DIR``, else the packaged ones; see :mod:`polylogue.storage.sqlfiles`).
     """
 
     dialect: ClassVar[str] = "duckdb"
@@ -96,8 +97,9 @@ class DuckDBBackend(SQLBackend):
         memory_limit: str | None = None,
         busy_timeout: float = DEFAULT_BUSY_TIMEOUT,
         migrate: bool = True,
+        sql_dir: str | os.PathLike[str] | None = None,
     ) -> None:
-        super().__init__()
+        super().__init__(sql_dir)
         self.read_only = read_only
         self.memory_limit = memory_limit or DEFAULT_MEMORY_LIMIT
         self.busy_timeout = busy_timeout
@@ -129,6 +131,7 @@ class DuckDBBackend(SQLBackend):
             memory_limit=config.memory_limit,
             busy_timeout=config.busy_timeout,
             migrate=migrate,
+            sql_dir=config.sql_dir,
         )
 
     # -- connections ------------------------------------------------------------------

@@ -29,6 +29,7 @@ driver message might quote is scrubbed.
 
 from __future__ import annotations
 
+import os
 import select
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
@@ -85,7 +86,9 @@ class PostgresBackend(SQLBackend):
     ``url`` is a libpq connection string (``postgresql://user:pw@host:5432/db`` or
     ``host=... dbname=...``) without polylogue's own options, which are keywords here
     (:func:`~polylogue.storage.backends.create_backend` takes them from the URL query).
-    Migrations are applied when it opens unless ``migrate=False``.
+    Migrations are applied when it opens unless ``migrate=False``. ``sql_dir`` names an
+    override folder of queries (default ``$POLYLOGUE_SQL_DIR``, else the packaged ones; see
+    :mod:`polylogue.storage.sqlfiles`).
     """
 
     dialect: ClassVar[str] = "postgresql"
@@ -118,8 +121,9 @@ class PostgresBackend(SQLBackend):
         pool_max_size: int = 10,
         pool_timeout: float = DEFAULT_POOL_TIMEOUT,
         migrate: bool = True,
+        sql_dir: str | os.PathLike[str] | None = None,
     ) -> None:
-        super().__init__()
+        super().__init__(sql_dir)
         self._closed = True
         self.schema = schema
         self.migration_lock_key = migration_lock_key(schema)
@@ -185,6 +189,7 @@ class PostgresBackend(SQLBackend):
             pool_min_size=config.pool_min_size,
             pool_max_size=config.pool_max_size,
             migrate=migrate,
+            sql_dir=config.sql_dir,
         )
 
     # -- connections ------------------------------------------------------------------

@@ -75,7 +75,9 @@ class SQLiteBackend(SQLBackend):
     power loss may lose the last commits but never corrupts); ``busy_timeout`` is how many
     seconds a writer waits for another one. Migrations are applied when it opens unless
     ``migrate=False``; before migrating a file that holds a schema it writes a backup
-    beside it (``<name>.pre-v<N>-<UTC time>.bak``) unless ``backup=False``.
+    beside it (``<name>.pre-v<N>-<UTC time>.bak``) unless ``backup=False``. ``sql_dir``
+    names an override folder of queries (default ``$POLYLOGUE_SQL_DIR``, else the
+    packaged ones; see :mod:`polylogue.storage.sqlfiles`).
     """
 
     dialect: ClassVar[str] = "sqlite"
@@ -121,8 +123,9 @@ class SQLiteBackend(SQLBackend):
         migrate: bool = True,
         backup: bool = True,
         read_only: bool = False,
+        sql_dir: str | os.PathLike[str] | None = None,
     ) -> None:
-        self._prepare(synchronous, busy_timeout)
+        self._prepare(synchronous, busy_timeout, sql_dir)
         self.backup = backup
         self.read_only = read_only
         if str(db_path) == MEMORY and read_only:
@@ -147,10 +150,16 @@ class SQLiteBackend(SQLBackend):
         if migrate:
             self._migrate_on_open()
 
-    def _prepare(self, synchronous: Synchronous, busy_timeout: float) -> None:
+    def _prepare(
+        self,
+        synchronous: Synchronous,
+        busy_timeout: float,
+        sql_dir: str | os.PathLike[str] | None = None,
+    ) -> None:
         """The state every instance has; where its connections come from is set after
-        (by ``__init__``, or by the function API's subclass over a caller's connection)."""
-        SQLBackend.__init__(self)
+        (by ``__init__``, or by the function API's subclass over a caller's connection,
+        which thus follows ``$POLYLOGUE_SQL_DIR`` too)."""
+        SQLBackend.__init__(self, sql_dir)
         if synchronous not in ("off", "normal", "full"):
             raise ValueError(f"synchronous must be 'off', 'normal' or 'full', not {synchronous!r}")
         self.synchronous = synchronous
