@@ -127,6 +127,10 @@ class StorageBackend(Protocol):
         and last message timestamp; and messages per provider per month."""
         ...
 
+    def analyze(self) -> None:
+        """Refresh the query planner's statistics, after a bulk load."""
+        ...
+
     def count_rows(self) -> dict[str, int]:
         """Rows per table: conversations, messages, attachments, attachment_refs, runs."""
         ...

@@ -562,6 +562,16 @@ def test_count_rows_counts_every_table(backend: SQLBackend) -> None:
     }
 
 
+def test_analyze_runs_outside_transactions_only(backend: SQLBackend) -> None:
+    backend.save_conversation(conversation("c1"))
+    backend.save_messages([message("m1", "c1")])
+    backend.analyze()
+    assert [m.message_id for m in backend.get_messages("c1")] == ["m1"]
+    with pytest.raises(TransactionError, match="outside a transaction"), backend.transaction():
+        backend.analyze()
+    assert backend.count_rows()["messages"] == 1
+
+
 # -- keyset pages (export) ----------------------------------------------------------------
 
 # Ids whose code-point order differs from a natural-language collation's: case, accents,

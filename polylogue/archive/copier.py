@@ -66,6 +66,8 @@ def copy_archive(
                 progress(summary.bundles_read)
 
     summary.counts = target_repository.save_many(counted(), batch_size=batch_size)
+    # A freshly loaded PostgreSQL table is planned from guesses until analysed.
+    target_repository.backend.analyze()
     return summary
 
 

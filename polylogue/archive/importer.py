@@ -252,7 +252,11 @@ def import_archives(
         importer.flush()
     except _Stop:
         pass
-    return importer.finish()
+    summary = importer.finish()
+    if summary.inserted.get("messages") or summary.inserted.get("conversations"):
+        # A freshly loaded PostgreSQL table is planned from guesses until analysed.
+        repository.backend.analyze()
+    return summary
 
 
 def _short(path: str) -> str:

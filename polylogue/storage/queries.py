@@ -98,6 +98,7 @@ QUERIES: dict[str, QuerySpec] = {
     "provider_counts": QuerySpec("stats.sql"),
     "messages_per_month": QuerySpec("stats.sql"),
     "count_rows": QuerySpec("stats.sql", (), "^"),
+    "analyze_tables": QuerySpec("stats.sql", (), "#"),
     # schema_migrations.sql (the migration runner's bookkeeping)
     "create_schema_migrations": QuerySpec("schema_migrations.sql", (), "!"),
     "schema_migrations_exists": QuerySpec("schema_migrations.sql", (), "$"),
@@ -230,6 +231,7 @@ METHOD_QUERIES: dict[str, tuple[str, ...]] = {
     "get_runs": ("get_runs",),
     "stats": ("provider_counts", "messages_per_month"),
     "count_rows": ("count_rows",),
+    "analyze": ("analyze_tables",),
 }
 """Protocol method -> the queries it may run, in the order it runs them, on any dialect.
 

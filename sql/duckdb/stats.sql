@@ -58,3 +58,8 @@ SELECT
     (SELECT count(*) FROM attachments) AS attachments,
     (SELECT count(*) FROM attachment_refs) AS attachment_refs,
     (SELECT count(*) FROM runs) AS runs;
+
+-- name: analyze_tables#
+-- Refresh the optimizer's statistics after a bulk load (the end of `polylogue import`
+-- and `copy`).
+ANALYZE;

@@ -66,3 +66,14 @@ SELECT
     (SELECT count(*) FROM attachments) AS attachments,
     (SELECT count(*) FROM attachment_refs) AS attachment_refs,
     (SELECT count(*) FROM runs) AS runs;
+
+-- name: analyze_tables#
+-- Refresh the planner's statistics after a bulk load (the end of `polylogue import`
+-- and `copy`). Without them a freshly loaded table is planned from guesses: one
+-- conversation's messages were looked up with parallel workers, 1M messages verified
+-- in over 11 minutes. Autovacuum would catch up later, or never where it is off.
+ANALYZE conversations;
+ANALYZE messages;
+ANALYZE attachments;
+ANALYZE attachment_refs;
+ANALYZE runs;

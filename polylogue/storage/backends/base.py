@@ -11,18 +11,16 @@ queries named like the method (``get_messages`` runs ``sql/<dialect>/messages.sq
 from __future__ import annotations
 
 import os
-from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
-from contextlib import AbstractContextManager, contextmanager
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any, ClassVar, TypeVar
 
 from pydantic import BaseModel
 
-from polylogue.errors import MigrationError
+from polylogue.errors import TransactionError
 from polylogue.storage import batches, rows
+from polylogue.storage.backends.migration_seam import MigrationSeam
 from polylogue.storage.backends.writes import SetWrites
-from polylogue.storage.faults import cleaning_up
-from polylogue.storage.migrate import MigrationRunner, read_version
 from polylogue.storage.queries import (
     LIST_QUERIES,
     QUERIES,
@@ -42,7 +40,7 @@ from polylogue.types import ConversationId
 _R = TypeVar("_R", bound=BaseModel)
 
 
-class SQLBackend(SetWrites):
+class SQLBackend(MigrationSeam, SetWrites):
     """The :class:`~polylogue.protocols.StorageBackend` binding, shared by every dialect."""
 
     dialect: ClassVar[str]
@@ -284,90 +282,21 @@ class SQLBackend(SetWrites):
             months = [dict(row) for row in self.queries.messages_per_month(conn)]
         return {"providers": providers, "messages_per_month": months}
 
+    def analyze(self) -> None:
+        """Refresh the planner's statistics after a bulk load: ``analyze_tables``
+        (``stats.sql``), on a connection of its own outside any transaction (it is a
+        script, and SQLite runs scripts only there)."""
+        if self.in_transaction:
+            raise TransactionError("analyze() runs outside a transaction: call it after commit()")
+        with self._reading("analyze") as conn:
+            self.queries.analyze_tables(conn)
+
     def count_rows(self) -> dict[str, int]:
         """Rows per table (conversations, messages, attachments, attachment_refs, runs):
         ``count_rows`` (``stats.sql``)."""
         with self._reading("count_rows") as conn:
             row = self.queries.count_rows(conn)
         return {key: int(row[key]) for key in RESULT_COLUMNS["count_rows"]}
-
-    # -- migrations: the seam the runner drives (see polylogue.storage.migrate) ---------
-
-    migration_lock_key: int = 0
-    """The ``lock_key`` of the dialect's ``lock_migrations*`` queries, where it has them."""
-
-    @property
-    def migration_dialect(self) -> str:
-        """The folder of this dialect's scripts under ``migrations/``."""
-        return self.dialect
-
-    def migration_statements(self, sql: str) -> Iterable[str]:
-        """A migration script as the driver runs it: whole, unless a dialect splits it."""
-        return [sql]
-
-    @contextmanager
-    def migration_connection(self) -> Iterator[Any]:
-        """A connection of the calling thread, outside any transaction, for one run."""
-        if self.in_transaction:
-            raise MigrationError("cannot migrate inside an open transaction")
-        with self._own_connection() as conn:
-            yield conn
-
-    @contextmanager
-    def migration_transaction(self, conn: Any) -> Iterator[None]:
-        """One migration step in a transaction of the binding's own verbs (SQLite's
-        ``BEGIN IMMEDIATE`` and DuckDB's write lock included); any failure rolls it back."""
-        with self._errors("migrate (begin)"):
-            self._begin_outer(conn)
-        try:
-            yield
-            with self._errors("migrate (commit)"):
-                self._commit_outer(conn)
-        except BaseException as exc:
-            with cleaning_up(exc, "the rollback"), self._errors("migrate (rollback)"):
-                self._rollback_outer(conn)
-            raise
-
-    def migration_errors(self, operation: str) -> AbstractContextManager[None]:
-        """Driver errors of a migration step as :class:`DatabaseError` naming it."""
-        return self._errors(operation)
-
-    def write_migration_backup(self, conn: Any, version: int, reaching: int) -> Path | None:
-        """Copy the database aside before migrating it; only SQLite files have a copy."""
-        return None
-
-    read_only: bool = False
-    """Opened for reading only (SQLite and DuckDB files): never created, never migrated."""
-
-    def _migrate_on_open(self) -> None:
-        """Migrate while opening (read-only: check instead); a failure closes what opened."""
-        try:
-            self.check_schema_current() if self.read_only else self.migration_runner().migrate()
-        except BaseException as exc:
-            with cleaning_up(exc, "closing the backend"):
-                self.close()
-            raise
-
-    def check_schema_current(self) -> None:
-        """Raise :class:`MigrationError` unless the database is at this code's schema
-        version, changing nothing: what a reader that must not migrate checks first."""
-        status = self.migration_runner().status()
-        if status.pending:
-            raise MigrationError(
-                f"{self.describe()} is at schema version {status.current_version}, this code"
-                f" needs {status.target_version}: run polylogue migrate on it (or open it"
-                " without read_only) first; nothing was changed"
-            )
-
-    def migration_runner(self) -> MigrationRunner:
-        """The runner for this database: ``status()``, ``migrate(dry_run=...)``."""
-        return MigrationRunner(self, where=self.describe())
-
-    def schema_version(self) -> int:
-        """The schema version the database is at (0 for an empty one): ``current_schema_version``
-        (``schema_migrations.sql``) where the dialect declares it, else SQLite's file header."""
-        with self._reading("schema_version") as conn:
-            return read_version(self, conn)
 
     def __enter__(self) -> SQLBackend:
         return self
