@@ -74,6 +74,12 @@ class StorageBackend(Protocol):
         """Messages ordered by ``timestamp`` (NULL first), then ``message_id``."""
         ...
 
+    def list_messages_in_id_range(self, after: str, last: str) -> list[MessageRecord]:
+        """Messages of the conversations with ``after < conversation_id <= last`` (code
+        points), by conversation, each as ``get_messages`` orders them: one query for a
+        page of conversations (export, copy, verify)."""
+        ...
+
     def save_messages(self, records: Sequence[MessageRecord]) -> int:
         """Upsert many; returns how many distinct ids were inserted or changed.
 
@@ -87,6 +93,11 @@ class StorageBackend(Protocol):
 
     def get_attachments(self, conversation_id: ConversationId | str) -> list[AttachmentRecord]:
         """One record per reference of the conversation."""
+        ...
+
+    def list_attachments_in_id_range(self, after: str, last: str) -> list[AttachmentRecord]:
+        """Refs of the conversations with ``after < conversation_id <= last``, by
+        conversation, each as ``get_attachments`` orders them."""
         ...
 
     def save_attachments(self, records: Sequence[AttachmentRecord]) -> int:

@@ -592,6 +592,28 @@ def test_pages_by_id_follow_code_point_order_without_gaps(backend: SQLBackend) -
     assert backend.list_conversations_by_id("a", limit=1)[0] == backend.get_conversation("a b")
 
 
+def test_id_ranges_give_each_conversations_rows_in_its_own_order(backend: SQLBackend) -> None:
+    ids = ["a", "a b", "B", "é", "😀"]
+    backend.save_conversations([conversation(cid) for cid in ids])
+    for n, cid in enumerate(ids):
+        stamps = [None, "2024-01-02T00:00:00Z", "2024-01-01T00:00:00Z"][: n + 1]
+        backend.save_messages(
+            [message(f"{cid}/m{i}", cid, timestamp=ts) for i, ts in enumerate(stamps)]
+        )
+        backend.save_attachments(
+            [attachment("shared", cid), attachment(f"own-{cid}", cid, f"{cid}/m0")]
+        )
+    in_order = sorted(ids)  # code points: "B" < "a" < "a b" < "é" < "😀"
+    for after, last in [("", in_order[-1]), ("B", "é"), ("a", "a b"), ("😀", "😀")]:
+        inside = [cid for cid in in_order if after < cid <= last]
+        assert backend.list_messages_in_id_range(after, last) == [
+            m for cid in inside for m in backend.get_messages(cid)
+        ]
+        assert backend.list_attachments_in_id_range(after, last) == [
+            a for cid in inside for a in backend.get_attachments(cid)
+        ]
+
+
 def test_pages_by_id_filter_by_provider_and_since(backend: SQLBackend) -> None:
     backend.save_conversations(
         [

@@ -3,9 +3,10 @@
 An archive can be far larger than memory, so conversations are read in keyset pages
 (``list_conversations_by_id``: "the ids after the last one seen", never OFFSET, which
 would rescan every earlier row on each page) and written one bundle at a time: memory
-holds one page of conversation records and one conversation's messages, whatever the
-archive's size. The order of the lines is the one ``docs/archive-format.md`` fixes, the
-same on every backend, so export -> import -> export is byte-identical on any backend.
+holds one page of conversation records and the messages of :data:`RANGE_SIZE` of them
+(read by one query), whatever the archive's size. The order of the lines is the one
+``docs/archive-format.md`` fixes, the same on every backend, so export -> import ->
+export is byte-identical on any backend.
 
 No click here: ``polylogue/cli/archive_export.py`` only prints what this returns.
 """
@@ -14,14 +15,23 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterator
 from dataclasses import asdict, dataclass
-from typing import IO
+from itertools import groupby
+from typing import IO, TypeVar
 
 from polylogue.archive.format import encode_bundle, encode_header, encode_run
 from polylogue.protocols import StorageBackend
+from polylogue.storage.records import AttachmentRecord, MessageRecord
 from polylogue.storage.repository import Bundle
 
 DEFAULT_PAGE_SIZE = 1000
 """Conversation records fetched per query: few round trips, a small page in memory."""
+
+RANGE_SIZE = 100
+"""Conversations whose messages (and refs) are read by one query: one query per
+conversation costs milliseconds each on DuckDB, while a whole page's messages could be
+many (memory holds those of this many conversations)."""
+
+_Owned = TypeVar("_Owned", MessageRecord, AttachmentRecord)
 
 
 @dataclass(slots=True)
@@ -52,7 +62,8 @@ def iter_bundles(
     """Every conversation (optionally of ``provider``, updated at or after ``since``) with
     its messages and attachment references, by ``conversation_id`` in code-point order.
 
-    Messages and attachments come in the backend's order, which is the export order.
+    Messages and attachments come in the backend's order, which is the export order,
+    read for :data:`RANGE_SIZE` conversations at a time.
     """
     if page_size < 1:
         raise ValueError(f"page_size must be >= 1, got {page_size}")
@@ -61,12 +72,29 @@ def iter_bundles(
         page = backend.list_conversations_by_id(
             after, limit=page_size, provider=provider, since=since
         )
-        for conversation in page:
-            cid = conversation.conversation_id
-            yield conversation, backend.get_messages(cid), backend.get_attachments(cid)
+        low = after
+        for start in range(0, len(page), RANGE_SIZE):
+            chunk = page[start : start + RANGE_SIZE]
+            high = chunk[-1].conversation_id
+            # Rows of conversations a filter left out of the page come too; they are dropped.
+            messages = _by_conversation(backend.list_messages_in_id_range(low, high))
+            attachments = _by_conversation(backend.list_attachments_in_id_range(low, high))
+            for conversation in chunk:
+                cid = conversation.conversation_id
+                yield conversation, messages.get(cid, []), attachments.get(cid, [])
+            low = high
         if len(page) < page_size:
             return
         after = page[-1].conversation_id
+
+
+def _by_conversation(records: list[_Owned]) -> dict[str, list[_Owned]]:
+    """Records sorted by conversation, as lists per ``conversation_id``."""
+    return {cid: list(group) for cid, group in groupby(records, key=_owner)}
+
+
+def _owner(record: MessageRecord | AttachmentRecord) -> str:
+    return record.conversation_id
 
 
 def write_archive(

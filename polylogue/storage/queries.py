@@ -59,6 +59,7 @@ QUERIES: dict[str, QuerySpec] = {
     # messages.sql
     "upsert_messages": QuerySpec("messages.sql", MESSAGE_COLUMNS, "*!", bulk=True, returning=True),
     "get_messages": QuerySpec("messages.sql", ("conversation_id",)),
+    "list_messages_in_id_range": QuerySpec("messages.sql", ("after_id", "last_id")),
     "delete_conversation_messages": QuerySpec("messages.sql", ("conversation_id",), "!"),
     # attachments.sql
     "upsert_attachments": QuerySpec(
@@ -75,6 +76,7 @@ QUERIES: dict[str, QuerySpec] = {
     ),
     "refresh_ref_counts": QuerySpec("attachments.sql", ("attachment_id",), "*!", bulk=True),
     "get_attachments": QuerySpec("attachments.sql", ("conversation_id",)),
+    "list_attachments_in_id_range": QuerySpec("attachments.sql", ("after_id", "last_id")),
     "prune_attachment_refs": QuerySpec("attachments.sql", ("conversation_id", "keep_ref_ids")),
     "delete_unreferenced_attachments": QuerySpec(
         "attachments.sql", ("attachment_id",), "*!", bulk=True
@@ -166,8 +168,10 @@ RESULT_COLUMNS: dict[str, tuple[str, ...]] = {
     "list_conversations_by_id": CONVERSATION_COLUMNS,
     # rows.message_from_row
     "get_messages": MESSAGE_COLUMNS,
+    "list_messages_in_id_range": MESSAGE_COLUMNS,
     # rows.attachment_from_row
     "get_attachments": ATTACHMENT_COLUMNS,
+    "list_attachments_in_id_range": ATTACHMENT_COLUMNS,
     # rows.run_from_row
     "get_runs": RUN_COLUMNS,
     # backends.writes: the refs a prune deleted, for refresh_ref_counts
@@ -200,6 +204,7 @@ METHOD_QUERIES: dict[str, tuple[str, ...]] = {
     "save_conversation": ("upsert_conversations",),
     "save_conversations": ("upsert_conversations",),
     "get_messages": ("get_messages",),
+    "list_messages_in_id_range": ("list_messages_in_id_range",),
     "save_messages": (
         "upsert_messages",
         "get_message_owner",
@@ -208,6 +213,7 @@ METHOD_QUERIES: dict[str, tuple[str, ...]] = {
         "update_changed_messages",
     ),
     "get_attachments": ("get_attachments",),
+    "list_attachments_in_id_range": ("list_attachments_in_id_range",),
     "save_attachments": _SAVE_ATTACHMENTS,
     "save_attachments_counted": _SAVE_ATTACHMENTS,
     "replace_attachments": (

@@ -234,3 +234,22 @@ ORDER BY timestamp ASC NULLS FIRST, message_id ASC;
 -- Delete the messages of one conversation (before the conversation row itself).
 DELETE FROM messages
 WHERE conversation_id = :conversation_id;
+
+-- name: list_messages_in_id_range(after_id, last_id)
+-- The messages of every conversation whose id is after after_id and at most last_id (one
+-- page of list_conversations_by_id), in conversation_id order (code points), then as
+-- get_messages orders them: one query per page where export, copy and verify would
+-- otherwise run one per conversation.
+SELECT
+    m.message_id,
+    m.conversation_id,
+    m.provider_message_id,
+    m.role,
+    m.text,
+    m.timestamp,
+    m.content_hash,
+    m.provider_meta,
+    m.version
+FROM messages AS m
+WHERE m.conversation_id > :after_id AND m.conversation_id <= :last_id
+ORDER BY m.conversation_id ASC, m.timestamp ASC NULLS FIRST, m.message_id ASC;

@@ -165,3 +165,30 @@ RETURNING r.ref_id, r.attachment_id;
 -- no ref points to any more.
 DELETE FROM attachments
 WHERE attachment_id = any(cast(:attachment_id AS TEXT[])) AND ref_count = 0;
+
+-- name: list_attachments_in_id_range(after_id, last_id)
+-- The refs, joined to their attachment rows, of every conversation whose id is after
+-- after_id and at most last_id, in conversation_id order (code points), then as
+-- get_attachments orders them: one query per page of export, copy and verify.
+SELECT
+    a.attachment_id,
+    r.conversation_id,
+    r.message_id,
+    a.mime_type,
+    a.size_bytes,
+    a.path,
+    a.provider_meta
+FROM attachment_refs AS r
+INNER JOIN attachments AS a ON r.attachment_id = a.attachment_id
+WHERE
+    r.conversation_id IN (
+        SELECT c.conversation_id
+        FROM conversations AS c
+        WHERE
+            c.conversation_id COLLATE "C" > cast(:after_id AS TEXT)  -- noqa: RF02, RF03
+            AND c.conversation_id COLLATE "C" <= cast(:last_id AS TEXT)  -- noqa: RF02, RF03
+    )
+ORDER BY
+    r.conversation_id COLLATE "C" ASC,  -- noqa: RF02, RF03
+    a.attachment_id COLLATE "C" ASC,  -- noqa: RF02, RF03
+    r.message_id COLLATE "C" ASC NULLS FIRST;  -- noqa: RF02, RF03

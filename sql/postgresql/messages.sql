@@ -118,3 +118,34 @@ ORDER BY timestamp COLLATE "C" ASC NULLS FIRST, message_id COLLATE "C" ASC;
 -- Delete the messages of one conversation (before the conversation row itself).
 DELETE FROM messages
 WHERE conversation_id = :conversation_id;
+
+-- name: list_messages_in_id_range(after_id, last_id)
+-- The messages of every conversation whose id is after after_id and at most last_id (one
+-- page of list_conversations_by_id), in conversation_id order (code points), then as
+-- get_messages orders them: one query per page where export, copy and verify would
+-- otherwise run one per conversation.
+-- The page's ids come from conversations (COLLATE "C" cannot use the index on
+-- messages.conversation_id), and its messages through that index.
+SELECT
+    m.message_id,
+    m.conversation_id,
+    m.provider_message_id,
+    m.role,
+    m.text,
+    m.timestamp,
+    m.content_hash,
+    m.provider_meta,
+    m.version
+FROM messages AS m
+WHERE
+    m.conversation_id IN (
+        SELECT c.conversation_id
+        FROM conversations AS c
+        WHERE
+            c.conversation_id COLLATE "C" > cast(:after_id AS TEXT)  -- noqa: RF02, RF03
+            AND c.conversation_id COLLATE "C" <= cast(:last_id AS TEXT)  -- noqa: RF02, RF03
+    )
+ORDER BY
+    m.conversation_id COLLATE "C" ASC,  -- noqa: RF02, RF03
+    m.timestamp COLLATE "C" ASC NULLS FIRST,  -- noqa: RF02, RF03
+    m.message_id COLLATE "C" ASC;  -- noqa: RF02, RF03

@@ -150,6 +150,14 @@ class SQLBackend(MigrationSeam, SetWrites):
             found = list(self.queries.get_messages(conn, conversation_id=conversation_id))
         return [rows.message_from_row(row) for row in found]
 
+    def list_messages_in_id_range(self, after: str, last: str) -> list[MessageRecord]:
+        """The messages of every conversation with ``after < conversation_id <= last``
+        (code points), by conversation, each as :meth:`get_messages` orders them:
+        ``list_messages_in_id_range`` (``messages.sql``)."""
+        with self._reading("list_messages_in_id_range") as conn:
+            found = list(self.queries.list_messages_in_id_range(conn, after_id=after, last_id=last))
+        return [rows.message_from_row(row) for row in found]
+
     def save_messages(self, records: Sequence[MessageRecord]) -> int:
         """Upsert many messages; returns how many distinct ids were inserted or changed.
 
@@ -179,6 +187,16 @@ class SQLBackend(MigrationSeam, SetWrites):
         (``attachments.sql``)."""
         with self._reading("get_attachments") as conn:
             found = list(self.queries.get_attachments(conn, conversation_id=conversation_id))
+        return [rows.attachment_from_row(row) for row in found]
+
+    def list_attachments_in_id_range(self, after: str, last: str) -> list[AttachmentRecord]:
+        """The refs of every conversation with ``after < conversation_id <= last``, by
+        conversation, each as :meth:`get_attachments` orders them:
+        ``list_attachments_in_id_range`` (``attachments.sql``)."""
+        with self._reading("list_attachments_in_id_range") as conn:
+            found = list(
+                self.queries.list_attachments_in_id_range(conn, after_id=after, last_id=last)
+            )
         return [rows.attachment_from_row(row) for row in found]
 
     def save_attachments(self, records: Sequence[AttachmentRecord]) -> int:
