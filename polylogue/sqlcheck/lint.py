@@ -93,20 +93,22 @@ do not justify one.
 
 from __future__ import annotations
 
-import re
-import sqlite3
-from collections.abc import Callable, Iterator
-from dataclasses import dataclass, field
+from collections.abc import Iterator
 from importlib import resources
 from pathlib import Path
 
 from polylogue.sqlcheck.findings import Finding
+from polylogue.sqlcheck.rule_hits import rule_hits
+from polylogue.sqlcheck.statements import (
+    Statement,
+    parse_silence,
+    read_statements,
+)
 from polylogue.storage.migration_scripts import (
     NO_TRANSACTION_MARKER,
     MigrationScript,
     discover,
     is_baseline,
-    iter_statements,
 )
 
 SILENCE_PREFIX = "-- polylogue-lint: allow"
@@ -177,94 +179,6 @@ SHIPPED_BEFORE_LINT: frozenset[tuple[str, str]] = frozenset(
 """(dialect, script name) of scripts applied to archives before the lint existed; not
 linted, because silencing them would change their checksums (see the module docstring)."""
 
-# -- statement shapes -----------------------------------------------------------------
-# Matched against normalised text: no comments, string literals as '', whitespace single.
-
-_IDENT = r'(?:"(?:[^"]|"")+"|`[^`]+`|\[[^\]]+\]|[A-Za-z_][A-Za-z0-9_$]*)'
-_NAME = rf"{_IDENT}(?:\s?\.\s?{_IDENT})*"
-_FLAGS = re.IGNORECASE
-
-_CREATE_TABLE = re.compile(
-    rf"CREATE (?P<replace>OR REPLACE )?(?:(?:GLOBAL|LOCAL) )?(?:TEMP |TEMPORARY |UNLOGGED )?"
-    rf"TABLE (?:IF NOT EXISTS )?(?P<table>{_NAME})",
-    _FLAGS,
-)
-_RENAME_TABLE = re.compile(
-    rf"ALTER[ ]TABLE[ ](?:IF EXISTS )?(?:ONLY )?(?P<table>{_NAME})"
-    rf" RENAME TO (?P<new>{_NAME})\s?;?$",
-    _FLAGS,
-)
-_ALTER_TABLE = re.compile(
-    rf"ALTER[ ]TABLE[ ](?:IF EXISTS )?(?:ONLY )?(?P<table>{_NAME}) (?P<actions>.*?)\s?;?$", _FLAGS
-)
-_DROP_TABLE = re.compile(
-    rf"DROP[ ]TABLE[ ](?:IF EXISTS )?(?P<tables>{_NAME}(?:\s?,\s?{_NAME})*)", _FLAGS
-)
-_CREATE_INDEX = re.compile(
-    rf"CREATE (?P<unique>UNIQUE )?INDEX (?P<concurrently>CONCURRENTLY )?(?:IF NOT EXISTS )?"
-    rf"(?:{_NAME} )?ON (?:ONLY )?(?P<table>{_NAME})",
-    _FLAGS,
-)
-_ADD_COLUMN = re.compile(
-    rf"ADD (?!CONSTRAINT\b|PRIMARY\b|UNIQUE\b|FOREIGN\b|CHECK\b|EXCLUDE\b)(?:COLUMN )?"
-    rf"(?:IF NOT EXISTS )?(?P<column>{_IDENT})(?P<definition>.*)",
-    _FLAGS,
-)
-_ADD_UNIQUE = re.compile(
-    rf"ADD (?:CONSTRAINT {_IDENT} )?(?:UNIQUE|PRIMARY KEY)\b(?!.*\bUSING INDEX\b)", _FLAGS
-)
-_DROP_COLUMN = re.compile(
-    rf"DROP (?!CONSTRAINT\b|PRIMARY\b|FOREIGN\b|DEFAULT\b|NOT\b)(?:COLUMN )?(?:IF EXISTS )?"
-    rf"(?P<column>{_IDENT})",
-    _FLAGS,
-)
-_CHANGE_TYPE = re.compile(rf"ALTER (?:COLUMN )?(?P<column>{_IDENT}) (?:SET DATA )?TYPE\b", _FLAGS)
-_NOT_NULL = re.compile(r"\bNOT NULL\b", _FLAGS)
-_HAS_VALUE = re.compile(r"\b(?:DEFAULT|GENERATED)\b", _FLAGS)
-_CONCURRENTLY = re.compile(r"\bCONCURRENTLY\b", _FLAGS)
-# REFRESH MATERIALIZED VIEW CONCURRENTLY is the one CONCURRENTLY allowed in a transaction.
-_REFRESH = re.compile(r"REFRESH MATERIALIZED VIEW\b", _FLAGS)
-_FOREIGN_KEY_CHECK = re.compile(
-    rf"(?:^PRAGMA (?:{_IDENT}\s?\.\s?)?foreign_key_check\b|\bpragma_foreign_key_check\b)", _FLAGS
-)
-_DUCKDB_REFUSED: tuple[tuple[re.Pattern[str], str], ...] = (
-    (
-        re.compile(r"\bON (?:DELETE|UPDATE) (?:CASCADE|SET NULL|SET DEFAULT)\b", _FLAGS),
-        "a foreign key action (CASCADE, SET NULL, SET DEFAULT)",
-    ),
-    (re.compile(r"^TRUNCATE\b.*\bCASCADE\b", _FLAGS), "a cascading TRUNCATE"),
-    (
-        re.compile(r"(?:\bSAVEPOINT\b|^RELEASE\b|^ROLLBACK (?:WORK |TRANSACTION )?TO\b)", _FLAGS),
-        "a savepoint",
-    ),
-)
-_SILENCE = re.compile(r"--\s*polylogue-lint:\s*allow\b(?P<rest>.*)", _FLAGS)
-_DOLLAR_TAG = re.compile(r"\$(?:[A-Za-z_][A-Za-z0-9_]*)?\$")
-
-
-@dataclass(frozen=True)
-class _Silence:
-    line: int
-    rule: str
-    reason: str
-
-
-@dataclass
-class _Statement:
-    """One statement of a script: where its code starts and what it says."""
-
-    line: int
-    text: str
-    """Normalised: comments out, strings as '', whitespace collapsed."""
-    silences: list[_Silence] = field(default_factory=list)
-
-
-@dataclass
-class _Hit:
-    statement: _Statement
-    rule: str
-    message: str
-
 
 def lint_migrations(
     dialect: str,
@@ -294,9 +208,9 @@ def lint_migrations(
 
 
 def _lint_script(dialect: str, script: MigrationScript, runner_checks: bool) -> list[Finding]:
-    statements = list(_statements(dialect, script.sql))
+    statements = list(read_statements(dialect, script.sql))
     hits = [
-        hit for hit in _rule_hits(script, statements, runner_checks) if _applies(hit.rule, dialect)
+        hit for hit in rule_hits(script, statements, runner_checks) if _applies(hit.rule, dialect)
     ]
     findings = [
         _finding(dialect, script, hit.statement.line, hit.rule, hit.message)
@@ -311,146 +225,15 @@ def _applies(rule: str, dialect: str) -> bool:
     return dialect in RULE_DIALECTS.get(rule, frozenset({dialect}))
 
 
-def _rule_hits(
-    script: MigrationScript, statements: list[_Statement], runner_checks: bool
-) -> Iterator[_Hit]:
-    """Every rule that fires (in any dialect), statement by statement, following which
-    tables are new."""
-    new: set[str] = set()  # created by this script, under their current names
-    renamed_from: dict[str, str] = {}  # existing tables renamed here: name -> name at start
-    dropped: list[tuple[int, str]] = []  # existing tables dropped: (statement, name at start)
-    fk_checks: list[int] = []  # statements that run foreign_key_check
-    for index, statement in enumerate(statements):
-        text = statement.text
-        if created := _CREATE_TABLE.match(text):
-            table = _table_name(created["table"])
-            if created["replace"] and table not in new:
-                yield _Hit(
-                    statement,
-                    "drop-table",
-                    f"CREATE OR REPLACE TABLE {table} drops the existing table and its rows",
-                )
-                dropped.append((index, renamed_from.pop(table, table)))
-            new.add(table)
-        elif renamed := _RENAME_TABLE.match(text):
-            old, moved = _table_name(renamed["table"]), _table_name(renamed["new"])
-            if old in new:
-                new.discard(old)
-                new.add(moved)
-            else:
-                renamed_from[moved] = renamed_from.pop(old, old)
-        elif altered := _ALTER_TABLE.match(text):
-            yield from _alter_hits(
-                statement, _table_name(altered["table"]), altered["actions"], new
-            )
-        elif dropping := _DROP_TABLE.match(text):
-            for raw in _split_top_level(dropping["tables"]):
-                table = _table_name(raw)
-                if table in new:
-                    new.discard(table)
-                    continue
-                yield _Hit(statement, "drop-table", f"drops table {table}")
-                dropped.append((index, renamed_from.pop(table, table)))
-        elif index_made := _CREATE_INDEX.match(text):
-            yield from _index_hits(statement, index_made, new)
-        if _FOREIGN_KEY_CHECK.search(text):
-            fk_checks.append(index)
-        if _CONCURRENTLY.search(text) and not _REFRESH.match(text) and not script.no_transaction:
-            yield _Hit(
-                statement,
-                "concurrently-in-transaction",
-                "CONCURRENTLY in a script that runs in a transaction",
-            )
-        for pattern, construct in _DUCKDB_REFUSED:
-            if pattern.search(text):
-                yield _Hit(statement, "duckdb-unsupported", f"DuckDB refuses {construct}")
-    checked_by_runner = runner_checks and not script.no_transaction
-    for index, table in dropped:
-        rebuilt = table in new  # a table this script created now holds the dropped one's name
-        if rebuilt and not checked_by_runner and not any(i > index for i in fk_checks):
-            yield _Hit(
-                statements[index],
-                "rebuild-without-foreign-key-check",
-                f"this DROP TABLE is part of a rebuild of {table}, and neither the runner nor the"
-                " script runs foreign_key_check after it",
-            )
-
-
-def _alter_hits(statement: _Statement, table: str, actions: str, new: set[str]) -> Iterator[_Hit]:
-    if table in new:
-        return
-    for action in _split_top_level(actions):
-        if added := _ADD_COLUMN.match(action):
-            definition = _depth_zero(added["definition"])
-            if _NOT_NULL.search(definition) and not _HAS_VALUE.search(definition):
-                yield _Hit(
-                    statement,
-                    "add-not-null-without-default",
-                    f"column {_table_name(added['column'])} of existing table {table} is NOT"
-                    " NULL without a DEFAULT",
-                )
-        elif _ADD_UNIQUE.match(action):
-            yield _Hit(
-                statement,
-                "unique-index-on-existing-table",
-                f"a UNIQUE or PRIMARY KEY constraint on existing table {table}",
-            )
-        elif dropped := _DROP_COLUMN.match(action):
-            yield _Hit(
-                statement,
-                "drop-column",
-                f"DROP COLUMN {_table_name(dropped['column'])} of existing table {table}",
-            )
-        elif changed := _CHANGE_TYPE.match(action):
-            yield _Hit(
-                statement,
-                "change-column-type",
-                f"column {_table_name(changed['column'])} of existing table {table} changes type",
-            )
-
-
-def _index_hits(statement: _Statement, match: re.Match[str], new: set[str]) -> Iterator[_Hit]:
-    table = _table_name(match["table"])
-    if table in new:
-        return
-    if match["unique"]:
-        yield _Hit(
-            statement, "unique-index-on-existing-table", f"UNIQUE index on existing table {table}"
-        )
-    if not match["concurrently"]:
-        yield _Hit(
-            statement,
-            "index-without-concurrently",
-            f"an index on existing table {table}, built without CONCURRENTLY",
-        )
-
-
 # -- silences -------------------------------------------------------------------------
 
 
-def _attach_silences(lines: list[str], statement: _Statement) -> None:
-    """The silences among the comment lines directly above the statement's first line."""
-    number = statement.line - 1
-    while number >= 1 and lines[number - 1].strip().startswith("--"):
-        if silence := _parse_silence(lines[number - 1], number):
-            statement.silences.append(silence)
-        number -= 1
-
-
-def _parse_silence(line: str, number: int) -> _Silence | None:
-    match = _SILENCE.match(line.strip())
-    if match is None:
-        return None
-    rule, _, reason = match["rest"].strip().partition(" ")
-    return _Silence(number, rule, reason.strip())
-
-
 def _silence_problems(
-    dialect: str, script: MigrationScript, statements: list[_Statement]
+    dialect: str, script: MigrationScript, statements: list[Statement]
 ) -> Iterator[Finding]:
     attached = {s.line for statement in statements for s in statement.silences}
     for number, line in enumerate(script.sql.splitlines(), start=1):
-        silence = _parse_silence(line, number)
+        silence = parse_silence(line, number)
         if silence is None:
             continue
         if number not in attached:
@@ -484,149 +267,6 @@ def _silence_problems(
                 f"the silence of {silence.rule} gives no reason, so it silences nothing; write"
                 f" it as '{SILENCE_PREFIX} {silence.rule} <why the statement is safe>'",
             )
-
-
-# -- reading statements ---------------------------------------------------------------
-
-
-def _statements(dialect: str, sql: str) -> Iterator[_Statement]:
-    """The script's statements as the runner splits them, each with the line its code
-    starts on and the silences above it."""
-    is_complete = _statement_complete(dialect)
-    lines = sql.splitlines()
-    cursor = 0
-    for raw in iter_statements(sql, is_complete):
-        # iter_statements yields consecutive slices of the script (the last one with a
-        # ';' added when the script does not end with one), so each is found in order.
-        start = sql.find(raw, cursor)
-        if start < 0:
-            start = sql.find(raw[:-1], cursor)
-        text, first_code = _normalise(raw, nested_comments=dialect != "sqlite")
-        cursor = max(start, cursor) + len(raw) - 1
-        if first_code < 0 or start < 0:
-            continue
-        statement = _Statement(line=sql.count("\n", 0, start + first_code) + 1, text=text)
-        _attach_silences(lines, statement)
-        yield statement
-
-
-def _statement_complete(dialect: str) -> Callable[[str], bool]:
-    if dialect == "sqlite":
-        return sqlite3.complete_statement
-    # Imported here: the backends package loads every backend module.
-    from polylogue.storage.backends.postgresql.migrate import statement_complete
-
-    return statement_complete
-
-
-def _normalise(text: str, *, nested_comments: bool) -> tuple[str, int]:
-    """``text`` without comments, with every string literal as ``''`` and whitespace
-    collapsed; and the offset of its first character of code (-1: none)."""
-    out: list[str] = []
-    first = -1
-    i, n = 0, len(text)
-    while i < n:
-        char = text[i]
-        if text.startswith("--", i):
-            end = text.find("\n", i)
-            i = n if end < 0 else end + 1
-            out.append(" ")
-            continue
-        if text.startswith("/*", i):
-            i = _block_comment_end(text, i, nested=nested_comments)
-            out.append(" ")
-            continue
-        if first < 0 and not char.isspace():
-            first = i
-        dollar = _DOLLAR_TAG.match(text, i) if char == "$" and not _in_word(text, i) else None
-        if char == "'":
-            i = _string_end(text, i)
-            out.append("''")
-        elif dollar:
-            end = text.find(dollar.group(0), dollar.end())
-            i = n if end < 0 else end + len(dollar.group(0))
-            out.append("''")
-        elif char == '"':
-            end = text.find('"', i + 1)
-            end = n if end < 0 else end + 1
-            out.append(text[i:end])
-            i = end
-        else:
-            out.append(char)
-            i += 1
-    return " ".join("".join(out).split()), first
-
-
-def _in_word(text: str, i: int) -> bool:
-    return i > 0 and (text[i - 1].isalnum() or text[i - 1] in "_$")
-
-
-def _block_comment_end(text: str, i: int, *, nested: bool) -> int:
-    depth, i, n = 1, i + 2, len(text)
-    while depth and i < n:
-        if nested and text.startswith("/*", i):
-            depth, i = depth + 1, i + 2
-        elif text.startswith("*/", i):
-            depth, i = depth - 1, i + 2
-        else:
-            i += 1
-    return i
-
-
-def _string_end(text: str, i: int) -> int:
-    # E'...' (PostgreSQL) escapes with backslashes; every dialect doubles a quote.
-    backslashes = i > 0 and text[i - 1] in "eE" and not _in_word(text, i - 1)
-    i, n = i + 1, len(text)
-    while i < n:
-        if (backslashes and text[i] == "\\") or text.startswith("''", i):
-            i += 2
-        elif text[i] == "'":
-            return i + 1
-        else:
-            i += 1
-    return n
-
-
-def _split_top_level(text: str) -> list[str]:
-    """``text`` split at the commas outside parentheses and quoted names."""
-    parts: list[str] = []
-    depth, quoted, start = 0, False, 0
-    for i, char in enumerate(text):
-        if char == '"':
-            quoted = not quoted
-        elif quoted:
-            continue
-        elif char == "(":
-            depth += 1
-        elif char == ")":
-            depth -= 1
-        elif char == "," and depth == 0:
-            parts.append(text[start:i].strip())
-            start = i + 1
-    parts.append(text[start:].strip())
-    return [part for part in parts if part]
-
-
-def _depth_zero(text: str) -> str:
-    """``text`` without what is inside parentheses (a CHECK's NOT NULL is not the column's)."""
-    out: list[str] = []
-    depth = 0
-    for char in text:
-        if char == "(":
-            depth += 1
-        elif char == ")":
-            depth = max(depth - 1, 0)
-        elif depth == 0:
-            out.append(char)
-    return "".join(out)
-
-
-def _table_name(raw: str) -> str:
-    """The unqualified, unquoted, lower-case name (``main."Runs"`` -> ``runs``)."""
-    last = re.split(rf"\s?\.\s?(?={_IDENT}$)", raw.strip())[-1]
-    if last[:1] in ('"', "`", "["):
-        last = last[1:-1].replace('""', '"')
-    return last.lower()
 
 
 # -- findings -------------------------------------------------------------------------

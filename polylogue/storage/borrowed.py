@@ -16,11 +16,8 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
 
-from polylogue.storage.backends.sqlite.backend import (
-    DEFAULT_BUSY_TIMEOUT,
-    SQLiteBackend,
-    prepare_connection,
-)
+from polylogue.storage.backends.sqlite.backend import SQLiteBackend
+from polylogue.storage.backends.sqlite.connection import DEFAULT_BUSY_TIMEOUT, prepare_connection
 
 
 class BorrowedSQLiteBackend(SQLiteBackend):

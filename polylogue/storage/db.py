@@ -18,14 +18,14 @@ from typing import TYPE_CHECKING
 
 from polylogue.errors import DatabaseError, OperationalError
 from polylogue.storage.backends.config import default_db_path
-from polylogue.storage.backends.sqlite.backend import (
+from polylogue.storage.backends.sqlite.connection import (
     DEFAULT_BUSY_TIMEOUT,
     connect,
-    create_private_file,
     newest_schema_version,
 )
 from polylogue.storage.borrowed import BorrowedSQLiteBackend
 from polylogue.storage.faults import cleaning_up, describe_os_error, run_cleanups
+from polylogue.storage.private_files import create_private_file
 
 if TYPE_CHECKING:
     SCHEMA_VERSION: int

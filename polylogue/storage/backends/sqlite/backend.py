@@ -12,8 +12,6 @@ so a memory database serialises its users with a lock held for a whole transacti
 
 from __future__ import annotations
 
-import functools
-import hashlib
 import os
 import re
 import sqlite3
@@ -23,13 +21,20 @@ import uuid
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any, ClassVar, Literal
+from typing import Any, ClassVar
 
 from aiosql.adapters.sqlite3 import SQLite3Adapter
 
 from polylogue.errors import DatabaseError, DatabaseNotFoundError, MigrationError, OperationalError
 from polylogue.storage.backends.base import SQLBackend
 from polylogue.storage.backends.sqlite.backup import write_backup_file
+from polylogue.storage.backends.sqlite.connection import (
+    DEFAULT_BUSY_TIMEOUT,
+    MEMORY,
+    Synchronous,
+    connect,
+    prepare_connection,
+)
 from polylogue.storage.batches import Params
 from polylogue.storage.faults import (
     cleaning_up,
@@ -38,23 +43,9 @@ from polylogue.storage.faults import (
     path_problem,
     run_cleanups,
 )
-from polylogue.storage.migrate import read_user_version
-from polylogue.storage.migration_scripts import discover, iter_statements
-from polylogue.storage.private_files import create_private_file as create_private_file
+from polylogue.storage.migration_scripts import iter_statements
+from polylogue.storage.private_files import create_private_file
 from polylogue.storage.sqlfiles import QuerySpec
-
-Synchronous = Literal["off", "normal", "full"]
-
-MEMORY = ":memory:"
-DEFAULT_BUSY_TIMEOUT = 30.0
-
-
-def sha256_hex(text: str | None) -> str | None:
-    """SQL function ``sha256_hex(text)``: hex sha256 of the UTF-8 text (migration 0002)."""
-    if text is None:
-        return None
-    return hashlib.sha256(str(text).encode("utf-8")).hexdigest()
-
 
 _UNDECODABLE = re.compile(r"Could not decode to UTF-8 column '(?P<column>[^']*)'")
 """sqlite3's message for invalid UTF-8 in a text column; it goes on to quote the text."""
@@ -368,40 +359,3 @@ class SQLiteBackend(SQLBackend):
             *(("closing a connection", conn.close) for conn in connections if conn is not keeper),
             *((("closing the memory database", keeper.close),) if keeper is not None else ()),
         )
-
-
-def connect(
-    target: str, *, busy_timeout: float = DEFAULT_BUSY_TIMEOUT, uri: bool = False
-) -> sqlite3.Connection:
-    """A raw connection in autocommit mode with ``sha256_hex`` and named rows."""
-    conn = sqlite3.connect(
-        target,
-        timeout=busy_timeout,
-        isolation_level=None,
-        check_same_thread=False,
-        uri=uri,
-    )
-    conn.row_factory = sqlite3.Row
-    conn.create_function("sha256_hex", 1, sha256_hex, deterministic=True)
-    return conn
-
-
-@functools.cache
-def newest_schema_version() -> int:
-    """The schema version the packaged SQLite migrations end at."""
-    return discover("sqlite")[-1].version
-
-
-def prepare_connection(
-    conn: sqlite3.Connection, queries: Any, synchronous: Synchronous, *, read_only: bool = False
-) -> None:
-    """Foreign keys, durability and WAL for a new connection.
-
-    WAL is recorded in the file's header; a database newer than this code (to be refused
-    by the migration runner) is left in the journal mode it has, so refusing it changes
-    nothing in the file. A read-only connection changes nothing either.
-    """
-    queries.configure_connection(conn)
-    getattr(queries, f"use_synchronous_{synchronous}")(conn)
-    if not read_only and read_user_version(conn) <= newest_schema_version():
-        queries.use_wal(conn)
