@@ -121,6 +121,17 @@ class StorageBackend(Protocol):
         call; returns (refs new, refs deleted)."""
         ...
 
+    def save_bundles(
+        self,
+        conversations: Sequence[ConversationRecord],
+        messages: Sequence[MessageRecord],
+        attachments: Sequence[AttachmentRecord],
+        keep_ref_ids: Mapping[str, Sequence[str]],
+    ) -> tuple[int, int, int]:
+        """``save_conversations``, ``save_messages`` and ``replace_attachments`` as one
+        call; returns (conversations changed, messages changed, refs new)."""
+        ...
+
     def delete_conversation(self, conversation_id: ConversationId | str) -> bool:
         """Delete a conversation with its messages and refs; True when it existed."""
         ...

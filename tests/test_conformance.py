@@ -9,7 +9,12 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from polylogue.errors import DatabaseError, IntegrityError, TransactionError
+from polylogue.errors import (
+    DatabaseError,
+    IntegrityError,
+    MessageOwnershipError,
+    TransactionError,
+)
 from polylogue.protocols import StorageBackend
 from polylogue.storage.backends import SQLBackend
 from polylogue.storage.records import MessageRecord, RunRecord, make_ref_id
@@ -269,6 +274,36 @@ def test_prune_removes_other_refs_and_orphans(backend: SQLBackend) -> None:
     assert ref_count(backend, "shared") == 1
     with pytest.raises(TypeError):
         backend.prune_attachments("c1", "ref-abc")
+
+
+def test_save_bundles_counts_as_the_three_calls_would(backend: SQLBackend) -> None:
+    """One call for a batch's conversations, messages and attachments (the repository's
+    path; PostgreSQL pipelines it): the same counts and rows as the separate calls."""
+    c1, c2 = conversation("c1"), conversation("c2")
+    messages = [message("m1", "c1"), message("m2", "c1"), message("m3", "c2")]
+    shared = [attachment("shared", "c1", "m1"), attachment("shared", "c2")]
+    keep = {"c1": [shared[0].ref_id], "c2": [shared[1].ref_id]}
+    assert backend.save_bundles([c1, c2], messages, shared, keep) == (2, 3, 2)
+    assert ref_count(backend, "shared") == 2
+    assert backend.save_bundles([c1, c2], messages, shared, keep) == (0, 0, 0)
+    assert ref_count(backend, "shared") == 2
+    changed = message("m2", "c1", text="edited")
+    own = attachment("own", "c1", "m2")
+    # c2 now lists nothing: its ref goes, the shared row stays for c1.
+    assert backend.save_bundles(
+        [c1], [changed], [own], {"c1": [shared[0].ref_id, own.ref_id], "c2": []}
+    ) == (0, 1, 1)
+    assert ref_count(backend, "shared") == 1
+    assert ref_count(backend, "own") == 1
+    assert backend.get_attachments("c2") == []
+    assert [m.text for m in backend.get_messages("c1")] == ["text of m1", "edited"]
+    # A message of another conversation refuses the whole call; nothing of it is written.
+    with pytest.raises(MessageOwnershipError):
+        backend.save_bundles(
+            [conversation("c3")], [message("m9", "c3"), message("m3", "c3")], [], {"c3": []}
+        )
+    assert backend.get_conversation("c3") is None
+    assert backend.get_messages("c3") == []
 
 
 def test_ref_ids_follow_the_documented_formula(backend: SQLBackend) -> None:

@@ -45,8 +45,9 @@ from polylogue.storage.backends.postgresql.values import MARKER, escape, store_j
 from polylogue.storage.migrate import MigrationRunner
 from polylogue.storage.migration_scripts import discover, iter_statements
 from polylogue.storage.records import ConversationRecord, MessageRecord
+from polylogue.storage.repository import StorageRepository
 from polylogue.storage.sqlfiles import resource_dir
-from tests.records import attachment, conversation, message
+from tests.records import attachment, bundle, conversation, message
 from tests.support_postgres import (
     admin_execute,
     fresh_schema,
@@ -436,6 +437,31 @@ def test_batches_of_conversations_and_prunes_are_set_based(schema: str) -> None:
         assert admin_execute(f'SELECT attachment_id FROM "{schema}".attachments') == [("keep",)]
         with pytest.raises(TypeError):
             backend.prune_attachments_many({"c1": "ref-abc"})
+
+
+def test_an_unchanged_bundle_rewrites_and_locks_no_message_or_count(schema: str) -> None:
+    """Re-saving a bundle as it is stored writes no new row version of its messages or
+    attachments, and locks no message (a lock is a WAL record too): the pipelined bundle
+    recounts every attachment it saves, and ``refresh_ref_counts`` leaves right counts be."""
+    with PostgresBackend(server_url(), schema=schema) as backend:
+        repo = StorageRepository(backend)
+        conv, messages, atts = bundle("c1", 5, ("a1", "a2"))
+        repo.save_conversation(conversation=conv, messages=messages, attachments=atts)
+
+        def versions(table: str) -> list[tuple[Any, ...]]:
+            sql = f'SELECT xmin::text, xmax::text FROM "{schema}".{table} ORDER BY 1'
+            return admin_execute(sql)
+
+        before = {table: versions(table) for table in ("messages", "attachments")}
+        counts = repo.save_conversation(conversation=conv, messages=messages, attachments=atts)
+        assert (counts["messages"], counts["attachments"]) == (0, 0)
+        assert counts["skipped_messages"] == 5 and counts["skipped_attachments"] == 2
+        assert versions("messages") == before["messages"]  # xmax: no new lock either
+        # attachments are locked on purpose (ref counting), never rewritten
+        assert [v[0] for v in versions("attachments")] == [v[0] for v in before["attachments"]]
+        edited = [*messages[:4], messages[4].model_copy(update={"text": "edited"})]
+        counts = repo.save_conversation(conversation=conv, messages=edited, attachments=atts)
+        assert counts["messages"] == 1 and backend.get_messages("c1")[4].text == "edited"
 
 
 # -- passwords ----------------------------------------------------------------------------

@@ -274,21 +274,22 @@ class StorageRepository:
         for _conversation, messages, attachments in batch:
             all_messages.extend(messages)
             all_attachments.extend(attachments)
-        # Repeated ids count once (the backend keeps the last occurrence).
-        changed = backend.save_conversations([conversation for conversation, _m, _a in batch])
-        counts["conversations"] = changed
-        distinct = len(batch) if len(batch) == 1 else len({c.conversation_id for c, _, _ in batch})
-        counts["skipped_conversations"] = distinct - changed
-        changed_messages = backend.save_messages(all_messages) if all_messages else 0
-        counts["messages"] = changed_messages
-        distinct = len({m.message_id for m in all_messages}) if all_messages else 0
-        counts["skipped_messages"] = distinct - changed_messages
         # The last bundle of a conversation in the batch is the one whose list counts.
         keep: dict[str, list[str]] = {
             c.conversation_id: [a.ref_id for a in atts] for c, _m, atts in batch
         }
-        # One call, not a save and a prune: it locks their attachment rows in one pass.
-        new_refs, _removed = backend.replace_attachments(all_attachments, keep)
+        # One call: the backend may send the whole batch at once, and it locks the
+        # attachment rows that saving and pruning touch in one pass.
+        changed, changed_messages, new_refs = backend.save_bundles(
+            [conversation for conversation, _m, _a in batch], all_messages, all_attachments, keep
+        )
+        # Repeated ids count once (the backend keeps the last occurrence).
+        counts["conversations"] = changed
+        distinct = len(batch) if len(batch) == 1 else len({c.conversation_id for c, _, _ in batch})
+        counts["skipped_conversations"] = distinct - changed
+        counts["messages"] = changed_messages
+        distinct = len({m.message_id for m in all_messages}) if all_messages else 0
+        counts["skipped_messages"] = distinct - changed_messages
         counts["attachments"] = new_refs
         distinct = len({a.ref_id for a in all_attachments}) if all_attachments else 0
         counts["skipped_attachments"] = distinct - new_refs

@@ -59,6 +59,27 @@ FROM
             provider_meta,
             version
         )
+-- A row stored already with these values is left out before the upsert: ON CONFLICT
+-- would lock it (a WAL record each), and re-ingesting unchanged bundles is the common
+-- case. A row a concurrent writer changes meanwhile is the same race either way: the
+-- statement that loses it runs as if it came first.
+WHERE
+    NOT EXISTS (
+        SELECT 1
+        FROM messages AS stored
+        WHERE
+            stored.message_id = u.message_id
+            AND stored.conversation_id = u.conversation_id
+            AND (
+                stored.role,
+                stored.text,
+                stored.timestamp,
+                stored.content_hash,
+                stored.provider_meta
+            ) IS NOT DISTINCT FROM (
+                u.role, u.text, u.timestamp, u.content_hash, u.provider_meta
+            )
+    )
 ORDER BY u.message_id COLLATE "C"  -- noqa: RF02
 ON CONFLICT (message_id) DO UPDATE
     SET

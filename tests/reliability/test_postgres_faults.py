@@ -164,7 +164,11 @@ def test_session_killed_mid_bundle(schema: str, clean_run: dict[str, Any]) -> No
             join = in_thread(lambda: save(repo, [victim]))
             admin_execute("SELECT pg_terminate_backend(%s)", (blocked_by(holder),))
             error = join()
-        assert_clear(error, backend, "terminating connection", "connection to the server was lost")
+        assert_clear(error, backend, "connection to the server was lost")
+        # The server's words: its FATAL message, or, when the bundle was pipelined and
+        # the socket closed before libpq read that message, libpq's own.
+        text = str(error)
+        assert "terminating connection" in text or "server closed the connection" in text, text
         assert not backend.in_transaction
         assert_bundle_absent(schema, victim[0])
         assert backend.get_conversation("c0") is not None  # the pool recovered

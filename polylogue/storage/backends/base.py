@@ -178,9 +178,33 @@ class SQLBackend(MigrationSeam, SetWrites):
                 raise batches.ownership_error(foreign, self._failed_saving())
         return changed
 
-    def _failed_saving(self) -> str:
-        """The start of a MessageOwnershipError's message: what failed, where."""
-        return f"save_messages failed on {self.describe()}"
+    def save_bundles(
+        self,
+        conversations: Sequence[ConversationRecord],
+        messages: Sequence[MessageRecord],
+        attachments: Sequence[AttachmentRecord],
+        keep_ref_ids: Mapping[str, Sequence[str]],
+    ) -> tuple[int, int, int]:
+        """:meth:`save_conversations`, :meth:`save_messages` and :meth:`replace_attachments`
+        as one call: what a batch of bundles writes. Returns (conversations inserted or
+        changed, messages inserted or changed, refs new), as the three calls would, with
+        their rules for repeated ids and foreign messages.
+
+        One call, so that a dialect can send the batch's statements without waiting for
+        each: PostgreSQL pipelines a bundle, so that it costs two round trips instead of
+        one per statement. Runs the queries of the three calls.
+        """
+        checked = [_as(ConversationRecord, r) for r in conversations]
+        if len(checked) > 1:
+            checked = list({r.conversation_id: r for r in checked}.values())
+        message_params = batches.unique_messages(
+            [rows.message_params(_as(MessageRecord, r)) for r in messages], self._failed_saving
+        )
+        records = [_as(AttachmentRecord, r) for r in attachments]
+        keep = _keep_lists(keep_ref_ids)
+        params = [rows.conversation_params(r) for r in checked]
+        with self._writing("save_bundles") as conn:
+            return self._write_bundles(conn, params, message_params, records, keep)
 
     def get_attachments(self, conversation_id: ConversationId | str) -> list[AttachmentRecord]:
         """A conversation's attachments, one per ref: ``get_attachments``

@@ -17,6 +17,7 @@ Each names the queries a dialect must then define (:mod:`polylogue.storage.queri
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Any, ClassVar
 
 from aiosql.types import SQLOperationType
@@ -105,6 +106,34 @@ class SetWrites(TransactionalBackend):
             changed += self.queries.update_changed_messages(conn, **_pick(update, stored))
         return int(changed), []
 
+    def _write_bundles(
+        self,
+        conn: Any,
+        conversations: list[rows.Params],
+        messages: list[rows.Params],
+        records: list[AttachmentRecord],
+        keep: dict[str, list[str]],
+    ) -> tuple[int, int, int]:
+        """Write a batch of bundles (checked parameters, messages unique); returns
+        (conversations inserted or changed, messages inserted or changed, refs new).
+
+        Rows are written in the order every writer locks them: conversations, messages,
+        attachments. A dialect may send the statements without waiting for each
+        (PostgreSQL pipelines a bundle); this is the plain order of calls.
+        """
+        changed = self._write_rows(conn, "upsert_conversations", conversations)
+        changed_messages = 0
+        if messages:
+            changed_messages, foreign = self._write_messages(conn, messages)
+            if foreign:
+                raise batches.ownership_error(foreign, self._failed_saving())
+        new_refs = self._replace_refs(conn, records, keep)[0] if records or keep else 0
+        return changed, changed_messages, new_refs
+
+    def _failed_saving(self) -> str:
+        """The start of a MessageOwnershipError's message: what failed, where."""
+        return f"save_messages failed on {self.describe()}"
+
     def _replace_refs(
         self, conn: Any, records: list[AttachmentRecord], keep: dict[str, list[str]]
     ) -> tuple[int, int, int]:
@@ -119,39 +148,20 @@ class SetWrites(TransactionalBackend):
         deleted. A writer adding a ref to an attachment holds its lock from the upsert on,
         so no count can miss a committed ref, nor delete an attachment someone refers to.
         """
-        removed = self._delete_refs(conn, keep)
-        kept = {(cid, ref_id) for cid, ref_ids in keep.items() for ref_id in ref_ids}
-        # A record its conversation's list leaves out (an earlier bundle of it in the same
-        # batch) is saved and pruned at once: its attachment row is written, its ref never.
-        dropped = {
-            r.ref_id: r.attachment_id
-            for r in records
-            if r.conversation_id in keep and (r.conversation_id, r.ref_id) not in kept
-        }
-        losing = {a for _ref_id, a in removed} | set(dropped.values())
-        saved = {r.attachment_id for r in records}
+        plan = RefWrites.after_prune(records, keep, self._delete_refs(conn, keep), self.row_locks)
         changed_rows = new_refs = 0
-        if records:
-            params = [rows.attachment_params(r) for r in records]
-            if self.row_locks:
-                # All-NULL rows change nothing (NULL never overwrites) but are locked
-                # with the rest, in the same ordered pass.
-                params += [_lock_only(a) for a in sorted(losing - saved)]
-            changed_rows = self._write_rows(conn, "upsert_attachments", params)
-            refs = [rows.ref_params(r) for r in records if r.ref_id not in dropped]
-            if refs:
-                new_refs = self._write_rows(conn, "insert_attachment_refs", refs)
-        elif losing and self.row_locks:
-            list(self.queries.lock_attachments(conn, attachment_id=sorted(losing)))
-        recount = (losing | saved) if new_refs else losing
+        if plan.attachments:
+            changed_rows = self._write_rows(conn, "upsert_attachments", plan.attachments)
+            if plan.refs:
+                new_refs = self._write_rows(conn, "insert_attachment_refs", plan.refs)
+        elif plan.losing and self.row_locks:
+            list(self.queries.lock_attachments(conn, attachment_id=sorted(plan.losing)))
+        recount = (plan.losing | plan.saved) if new_refs else plan.losing
         if recount:
-            self._write_rows(conn, "refresh_ref_counts", _id_rows(recount))
-        if losing:
-            self._write_rows(conn, "delete_unreferenced_attachments", _id_rows(losing))
-        # Dropped refs that were not stored: the save would have added them, the prune
-        # deleted them again.
-        unstored = len(set(dropped) - {ref_id for ref_id, _a in removed})
-        return new_refs + unstored, len(removed) + unstored, changed_rows
+            self._write_rows(conn, "refresh_ref_counts", id_rows(recount))
+        if plan.losing:
+            self._write_rows(conn, "delete_unreferenced_attachments", id_rows(plan.losing))
+        return new_refs + plan.unstored, plan.removed + plan.unstored, changed_rows
 
     def _delete_refs(self, conn: Any, keep: dict[str, list[str]]) -> list[tuple[str, str]]:
         """Delete the refs of ``keep``'s conversations that it does not list; returns
@@ -177,7 +187,56 @@ class SetWrites(TransactionalBackend):
         return [(row["ref_id"], row["attachment_id"]) for row in found]
 
 
-def _id_rows(attachment_ids: set[str]) -> list[rows.Params]:
+@dataclass(frozen=True)
+class RefWrites:
+    """What saving attachment records and pruning refs writes, once the prune has run:
+    the rows to upsert (lock-only rows included, in one id-ordered pass), the refs to
+    insert, and the attachments whose refs change (to recount, and delete when none is
+    left)."""
+
+    attachments: list[rows.Params]
+    refs: list[rows.Params]
+    saved: set[str]
+    losing: set[str]
+    """Attachments that lost a ref: recounted, and deleted when left without refs."""
+    removed: int
+    """Refs the prune deleted."""
+    unstored: int
+    """Refs both saved and pruned in the same call (an earlier bundle of a conversation
+    in the batch), never stored: counted as new and as deleted."""
+
+    @classmethod
+    def after_prune(
+        cls,
+        records: list[AttachmentRecord],
+        keep: dict[str, list[str]],
+        removed: list[tuple[str, str]],
+        lock_rows: bool,
+    ) -> RefWrites:
+        kept = {(cid, ref_id) for cid, ref_ids in keep.items() for ref_id in ref_ids}
+        # A record its conversation's list leaves out (an earlier bundle of it in the same
+        # batch) is saved and pruned at once: its attachment row is written, its ref never.
+        dropped = {
+            r.ref_id: r.attachment_id
+            for r in records
+            if r.conversation_id in keep and (r.conversation_id, r.ref_id) not in kept
+        }
+        losing = {a for _ref_id, a in removed} | set(dropped.values())
+        saved: set[str] = {r.attachment_id for r in records}
+        attachments = [rows.attachment_params(r) for r in records]
+        if attachments and lock_rows:
+            # All-NULL rows change nothing (NULL never overwrites) but are locked with
+            # the rest, in the same ordered pass.
+            attachments += [_lock_only(a) for a in sorted(losing - saved)]
+        refs = [rows.ref_params(r) for r in records if r.ref_id not in dropped]
+        # Dropped refs that were not stored: the save would have added them, the prune
+        # deleted them again.
+        unstored = len(set(dropped) - {ref_id for ref_id, _a in removed})
+        return cls(attachments, refs, saved, losing, len(removed), unstored)
+
+
+def id_rows(attachment_ids: set[str]) -> list[rows.Params]:
+    """Parameter rows of attachment ids, in id order (the order rows are locked in)."""
     return [{"attachment_id": a} for a in sorted(attachment_ids)]
 
 

@@ -7,13 +7,13 @@ other dialects' extensions do (``RowAwareSQLite3Adapter``, ``DuckDBConnectionAda
 so that no query can reach the driver around it: parameters of every query kind are
 stored in that form, rows (dicts, from psycopg's ``dict_row``) and values read back are
 unescaped, and ``jsonb`` values are unescaped by the loader :func:`prepare_connection`
-installs. The pipelined bulk path (:meth:`FaithfulPsycopgAdapter.execute_pipelined`) is
-an adapter method too.
+installs. Statements the binding pipelines (:meth:`FaithfulPsycopgAdapter.send`) store
+their parameters here too.
 """
 
 from __future__ import annotations
 
-from collections.abc import Generator, Iterable, Iterator, Mapping
+from collections.abc import Generator, Iterator, Mapping
 from contextlib import contextmanager
 from typing import Any
 
@@ -93,28 +93,19 @@ class FaithfulPsycopgAdapter(PyFormatAdapter):
             return tuple(unescape_row(value) for value in result)
         return unescape_row(result)
 
-    def execute_pipelined(
-        self,
-        conn: Any,
-        sql: str,
-        chunks: Iterable[dict[str, Any]],
-        row_factory: Any = None,
-    ) -> list[tuple[dict[str, Any], Any]]:
-        """Run ``sql`` once per chunk of parameters in one psycopg pipeline.
+    def send(
+        self, conn: Any, sql: str, parameters: dict[str, Any], row_factory: Any = None
+    ) -> tuple[dict[str, Any], Any]:
+        """Execute ``sql`` with ``parameters`` in stored form; returns them and the cursor.
 
-        The server runs one chunk while this process converts the next. Returns each
-        chunk's parameters as stored and its cursor, whose ``rowcount`` and rows are
-        there once the pipeline has ended; rows come back in stored form (the caller
-        compares them with the stored parameters, where unescaping would cost a pass).
-        """
-        sent = []
-        with conn.pipeline():
-            for chunk in chunks:
-                stored = store_parameters(chunk)
-                cursor = conn.cursor(row_factory=row_factory)
-                cursor.execute(sql, stored)
-                sent.append((stored, cursor))
-        return sent
+        In pipeline mode the statement is only queued: its rows and ``rowcount`` are
+        there once the pipeline syncs (a fetch, or the pipeline's end). Rows come back
+        in stored form: the caller compares them with the stored parameters, where
+        unescaping would cost a pass."""
+        stored = store_parameters(parameters)
+        cursor = conn.cursor(row_factory=row_factory)
+        cursor.execute(sql, stored)
+        return stored, cursor
 
 
 def prepare_connection(conn: psycopg.Connection[Any]) -> None:

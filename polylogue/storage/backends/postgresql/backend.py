@@ -43,7 +43,7 @@ from psycopg_pool import ConnectionPool, PoolTimeout
 from pydantic import ValidationError
 
 from polylogue.errors import ConfigurationError, DatabaseError
-from polylogue.storage import rows
+from polylogue.storage import batches, rows
 from polylogue.storage.backends.base import SQLBackend
 from polylogue.storage.backends.config import BackendConfig, validation_summary
 from polylogue.storage.backends.postgresql.adapter import (
@@ -58,8 +58,10 @@ from polylogue.storage.backends.postgresql.dsn import (
 )
 from polylogue.storage.backends.postgresql.migrate import migration_lock_key, statement_complete
 from polylogue.storage.backends.postgresql.values import unescape
+from polylogue.storage.backends.writes import RefWrites, id_rows
 from polylogue.storage.faults import cleaning_up
 from polylogue.storage.migration_scripts import iter_statements
+from polylogue.storage.records import AttachmentRecord
 from polylogue.storage.sqlfiles import QuerySpec
 
 DEFAULT_CONNECT_TIMEOUT = 10
@@ -75,6 +77,7 @@ _LOCKED_BY = {
     "insert_attachment_refs": "ref_id",
     "refresh_ref_counts": "attachment_id",
     "delete_unreferenced_attachments": "attachment_id",
+    "lock_attachments": "attachment_id",
 }
 """The id whose row (or key) each bulk write locks: concurrent writers lock in its order."""
 _FOREIGN = ("message_id", "owner", "claimant")
@@ -226,8 +229,6 @@ class PostgresBackend(SQLBackend):
         100,000 messages: about 30,000 msg/s against 27,000 as one statement). Chunks run
         in order, so an id listed in two chunks ends with its last values, as in one
         statement; a failing chunk fails the call (the transaction level is then failed).
-        Rows are sorted by the id their statement locks (stably: repeated ids keep their
-        order) so that the chunks, each written in id order, lock in id order together.
         """
         query = getattr(self.queries, query_name)
         if (
@@ -236,37 +237,84 @@ class PostgresBackend(SQLBackend):
             or not psycopg.Pipeline.is_supported()
         ):
             return super()._write_rows(conn, query_name, params)
-        key = _LOCKED_BY.get(query_name)
-        if key is not None:
-            params = sorted(params, key=itemgetter(key))
-        sent = self._adapter.execute_pipelined(conn, query.sql, _chunks(params))
-        return sum(max(cursor.rowcount, 0) for _, cursor in sent)
+        with conn.pipeline():
+            sent = self._send(conn, query_name, params)
+        return _rowcount(sent)
 
     def _write_messages(
         self, conn: Any, params: list[rows.Params]
     ) -> tuple[int, list[rows.Params]]:
         """A batch over :data:`PIPELINE_CHUNK` rows goes in chunks through pipeline mode,
-        in message id order, as :meth:`_write_rows` sends other writes; each chunk
-        returns the messages it touched (see the base class). Their ids are compared in
-        stored form, as plain tuples: unescaping and a dict per row cost a tenth of a
-        large batch (measured)."""
+        as :meth:`_write_rows` sends other writes; each chunk returns the messages it
+        touched (see the base class)."""
         if len(params) <= PIPELINE_CHUNK or not psycopg.Pipeline.is_supported():
             return super()._write_messages(conn, params)
-        sql = self.queries.upsert_messages.sql
-        params = sorted(params, key=itemgetter(_LOCKED_BY["upsert_messages"]))
-        claimant: dict[str, str] = {}
-        sent = self._adapter.execute_pipelined(conn, sql, _chunks(params), row_factory=tuple_row)
-        changed, foreign = 0, []
-        for stored, _ in sent:
-            claimant.update(zip(stored["message_id"], stored["conversation_id"], strict=True))
-        for _, cursor in sent:
-            for message_id, stored_under in cursor.fetchall():
-                if stored_under == claimant[message_id]:
-                    changed += 1
-                else:
-                    found = (message_id, stored_under, claimant[message_id])
-                    foreign.append(dict(zip(_FOREIGN, map(unescape, found), strict=True)))
-        return changed, foreign
+        with conn.pipeline():
+            sent = self._send(conn, "upsert_messages", params, tuple_row)
+        return _count_touched(sent)
+
+    def _write_bundles(
+        self,
+        conn: Any,
+        conversations: list[rows.Params],
+        messages: list[rows.Params],
+        records: list[AttachmentRecord],
+        keep: dict[str, list[str]],
+    ) -> tuple[int, int, int]:
+        """A batch of bundles in one psycopg pipeline: the statements go out without
+        waiting for each other (large ones in chunks), and the counts are read when all
+        have run. Two round trips instead of one per statement, and the server works on
+        one statement while this process converts the next: the prune's result says
+        which attachments lose a ref, and so what to lock and recount after it
+        (measured: docs/BENCHMARKS.md).
+
+        The statements and their order are the base class's, so rows are locked as
+        every writer locks them. One difference: refs are recounted for every attachment
+        saved, not only when a ref was new (that count is not known yet);
+        ``refresh_ref_counts`` rewrites only counts that changed.
+        """
+        if not psycopg.Pipeline.is_supported():
+            return super()._write_bundles(conn, conversations, messages, records, keep)
+        touched: list[tuple[dict[str, Any], Any]] = []
+        refs: list[tuple[dict[str, Any], Any]] = []
+        with conn.pipeline():
+            written = self._send(conn, "upsert_conversations", conversations)
+            if messages:
+                touched = self._send(conn, "upsert_messages", messages, tuple_row)
+            # Reading the prune's rows waits for everything sent so far.
+            plan = RefWrites.after_prune(records, keep, self._delete_refs(conn, keep), True)
+            if plan.attachments:
+                self._send(conn, "upsert_attachments", plan.attachments)
+                if plan.refs:
+                    refs = self._send(conn, "insert_attachment_refs", plan.refs)
+            elif plan.losing:
+                self._send(conn, "lock_attachments", id_rows(plan.losing))
+            recount = (plan.losing | plan.saved) if plan.refs else plan.losing
+            if recount:
+                self._send(conn, "refresh_ref_counts", id_rows(recount))
+            if plan.losing:
+                self._send(conn, "delete_unreferenced_attachments", id_rows(plan.losing))
+        changed_messages, foreign = _count_touched(touched)
+        if foreign:
+            raise batches.ownership_error(foreign, self._failed_saving())
+        return _rowcount(written), changed_messages, _rowcount(refs) + plan.unstored
+
+    def _send(
+        self, conn: Any, query_name: str, params: list[rows.Params], row_factory: Any = None
+    ) -> list[tuple[dict[str, Any], Any]]:
+        """Send a columnar query over ``params``, :data:`PIPELINE_CHUNK` rows per
+        statement, without waiting for it when the connection is in pipeline mode;
+        returns each chunk's parameters as stored and its cursor, whose rows and rowcount
+        are there once the pipeline has synced.
+
+        Rows are sorted by the id their statement locks (stably: repeated ids keep their
+        order) so that the chunks, each written in id order, lock in id order together.
+        """
+        sql = getattr(self.queries, query_name).sql
+        key = _LOCKED_BY.get(query_name)
+        if len(params) > PIPELINE_CHUNK and key is not None:
+            params = sorted(params, key=itemgetter(key))
+        return [self._adapter.send(conn, sql, chunk, row_factory) for chunk in _chunks(params)]
 
     @property
     def _adapter(self) -> FaithfulPsycopgAdapter:
@@ -369,6 +417,30 @@ def _readable(fd: int) -> bool:
         poller.register(fd, select.POLLIN)
         return bool(poller.poll(0))
     return bool(select.select([fd], [], [], 0)[0])  # pragma: no cover - Windows
+
+
+def _rowcount(sent: list[tuple[dict[str, Any], Any]]) -> int:
+    """The rows the sent chunks of a write changed."""
+    return sum(max(cursor.rowcount, 0) for _, cursor in sent)
+
+
+def _count_touched(sent: list[tuple[dict[str, Any], Any]]) -> tuple[int, list[rows.Params]]:
+    """From the pipelined ``upsert_messages`` chunks (stored parameters, cursor): (messages
+    inserted or changed, those stored under another conversation). Ids are compared in
+    stored form, as plain tuples: unescaping and a dict per row cost a tenth of a large
+    batch (measured)."""
+    claimant: dict[str, str] = {}
+    for stored, _ in sent:
+        claimant.update(zip(stored["message_id"], stored["conversation_id"], strict=True))
+    changed, foreign = 0, []
+    for _, cursor in sent:
+        for message_id, stored_under in cursor.fetchall():
+            if stored_under == claimant[message_id]:
+                changed += 1
+            else:
+                found = (message_id, stored_under, claimant[message_id])
+                foreign.append(dict(zip(_FOREIGN, map(unescape, found), strict=True)))
+    return changed, foreign
 
 
 def _chunks(params: list[rows.Params]) -> Iterator[dict[str, list[Any]]]:
