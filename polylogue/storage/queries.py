@@ -196,6 +196,22 @@ _PRUNE_ONE = (
 """The prune of one conversation; several use ``prune_attachment_refs_many`` where bound."""
 _PRUNE = ("prune_attachment_refs", "prune_attachment_refs_many", *_PRUNE_ONE[1:])
 _SAVE_ATTACHMENTS = ("upsert_attachments", "insert_attachment_refs", "refresh_ref_counts")
+_SAVE_MESSAGES = (
+    "upsert_messages",
+    "get_message_owner",
+    "classify_messages",
+    "insert_messages",
+    "update_changed_messages",
+)
+_REPLACE_ATTACHMENTS = (
+    "prune_attachment_refs",
+    "prune_attachment_refs_many",
+    "upsert_attachments",
+    "insert_attachment_refs",
+    "lock_attachments",
+    "refresh_ref_counts",
+    "delete_unreferenced_attachments",
+)
 
 METHOD_QUERIES: dict[str, tuple[str, ...]] = {
     "get_conversation": ("get_conversation",),
@@ -205,41 +221,13 @@ METHOD_QUERIES: dict[str, tuple[str, ...]] = {
     "save_conversations": ("upsert_conversations",),
     "get_messages": ("get_messages",),
     "list_messages_in_id_range": ("list_messages_in_id_range",),
-    "save_messages": (
-        "upsert_messages",
-        "get_message_owner",
-        "classify_messages",
-        "insert_messages",
-        "update_changed_messages",
-    ),
+    "save_messages": _SAVE_MESSAGES,
     "get_attachments": ("get_attachments",),
     "list_attachments_in_id_range": ("list_attachments_in_id_range",),
     "save_attachments": _SAVE_ATTACHMENTS,
     "save_attachments_counted": _SAVE_ATTACHMENTS,
-    "replace_attachments": (
-        "prune_attachment_refs",
-        "prune_attachment_refs_many",
-        "upsert_attachments",
-        "insert_attachment_refs",
-        "lock_attachments",
-        "refresh_ref_counts",
-        "delete_unreferenced_attachments",
-    ),
-    "save_bundles": (
-        "upsert_conversations",
-        "upsert_messages",
-        "get_message_owner",
-        "classify_messages",
-        "insert_messages",
-        "update_changed_messages",
-        "prune_attachment_refs",
-        "prune_attachment_refs_many",
-        "upsert_attachments",
-        "insert_attachment_refs",
-        "lock_attachments",
-        "refresh_ref_counts",
-        "delete_unreferenced_attachments",
-    ),
+    "replace_attachments": _REPLACE_ATTACHMENTS,
+    "save_bundles": ("upsert_conversations", *_SAVE_MESSAGES, *_REPLACE_ATTACHMENTS),
     "prune_attachments": _PRUNE_ONE,
     "prune_attachments_many": _PRUNE,
     "delete_conversation": (
