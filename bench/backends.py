@@ -27,21 +27,30 @@ def open_fresh(
     name: str, workdir: str | Path, postgres_url: str | None = None
 ) -> Iterator[SQLBackend]:
     """A new, empty, migrated database of backend ``name`` (dropped or left in workdir)."""
+    with fresh_database(name, workdir, postgres_url) as (_url, backend):
+        yield backend
+
+
+@contextmanager
+def fresh_database(
+    name: str, workdir: str | Path, postgres_url: str | None = None
+) -> Iterator[tuple[str, SQLBackend]]:
+    """:func:`open_fresh`, with the URL that opens the same database again."""
     tag = uuid.uuid4().hex[:10]
     if name == "sqlite":
-        backend = create_backend(f"sqlite://{Path(workdir) / f'bench-{tag}.db'}")
+        url = f"sqlite://{Path(workdir) / f'bench-{tag}.db'}"
     elif name == "duckdb":
-        backend = create_backend(f"duckdb://{Path(workdir) / f'bench-{tag}.duckdb'}")
+        url = f"duckdb://{Path(workdir) / f'bench-{tag}.duckdb'}"
     elif name == "postgres":
         if not postgres_url:
             raise ValueError("postgres needs --postgres-url")
-        schema = f"bench_{tag}"
         sep = "&" if "?" in postgres_url else "?"
-        backend = create_backend(f"{postgres_url}{sep}schema={schema}")
+        url = f"{postgres_url}{sep}schema=bench_{tag}"
     else:
         raise ValueError(f"unknown backend {name!r}")
+    backend = create_backend(url)
     try:
-        yield backend
+        yield url, backend
     finally:
         if name == "postgres":
             from bench.pg_probe import PROBE_SQL

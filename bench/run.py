@@ -29,8 +29,8 @@ from pathlib import Path
 from typing import Any
 
 from bench import references
-from bench.backends import available, open_fresh
-from bench.measure import latencies_ms, median_seconds, percentile, throughput
+from bench.backends import available, fresh_database, open_fresh
+from bench.measure import throughput
 from bench.workload import Workload
 from polylogue.storage.repository import Bundle, StorageRepository
 
@@ -128,14 +128,15 @@ def run_backend(name: str, args: argparse.Namespace, bundles: list[Bundle], work
         if raw:
             samples["raw_first"].append(raw[0])
             labels["raw_first"] = raw[1]
-        with open_fresh(name, workdir, args.postgres_url) as backend:
+        with fresh_database(name, workdir, args.postgres_url) as (url, backend):
             repo = StorageRepository(backend)
             samples["bulk"].append(
                 throughput(count, lambda repo=repo: repo.save_many(bundles, **_batch(args)))
             )
-            if last:  # reads on the full archive
-                read_scenarios(report, backend, bundles, args)
-                report.extra["stats_ms"] = median_seconds(backend.stats) * 1000
+            if last:  # reads on the full archive, by a reader process
+                if name != "postgres":
+                    backend.close()  # a DuckDB file opens in one process at a time
+                read_scenarios(report, url, bundles, args, workdir)
         raw = references.measure(name, "bulk", bundles, workdir, args.postgres_url)
         if raw:
             samples["raw_bulk"].append(raw[0])
@@ -146,7 +147,6 @@ def run_backend(name: str, args: argparse.Namespace, bundles: list[Bundle], work
     first = report.add(Row(f"ingest, one bundle per transaction{subset}", med["first"], "msg/s"))
     again = report.add(Row(f"re-ingest unchanged bundles{subset}", med["again"], "msg/s"))
     again.reference, again.reference_label = first.value, "first ingest"
-    again.target, again.met = "≥ 1.0× first ingest", again.value >= first.value
     bulk = report.add(
         Row(f"bulk save_many (batch {args.batch_size or 'default'})", med["bulk"], "msg/s")
     )
@@ -155,7 +155,7 @@ def run_backend(name: str, args: argparse.Namespace, bundles: list[Bundle], work
             row.reference, row.reference_label = med[raw_key], labels[raw_key]
             pairs = zip(samples[ours], samples[raw_key], strict=True)
             row.paired_ratio = statistics.median(a / b for a, b in pairs)
-    apply_targets(name, first, bulk)
+    apply_targets(name, count, first, again, bulk)
     report.add(Row("stats()", report.extra.pop("stats_ms"), "ms"))
     # peak RSS of a bulk import in a process of its own
     rss = peak_rss(name, args, workdir)
@@ -174,15 +174,17 @@ def run_backend(name: str, args: argparse.Namespace, bundles: list[Bundle], work
     return report
 
 
-def apply_targets(name: str, first: Row, bulk: Row) -> None:
-    """The issue's targets, evaluated on this run's numbers."""
+def apply_targets(name: str, messages: int, first: Row, again: Row, bulk: Row) -> None:
+    """The targets of performance round two, evaluated on this run's numbers."""
+    again.target, again.met = "≥ 1.5× first ingest", again.value >= 1.5 * first.value
     if name == "sqlite" and first.ratio and bulk.ratio:
-        first.target, first.met = "≥ 0.6× raw", first.ratio >= 0.6
-        bulk.target, bulk.met = "≥ 0.8× raw", bulk.ratio >= 0.8
+        first.target, first.met = "≥ 0.85× raw", first.ratio >= 0.85
+        bulk.target, bulk.met = "≥ 0.9× raw", bulk.ratio >= 0.9
     elif name == "duckdb":
-        bulk.target, bulk.met = "≥ 50,000 msg/s", bulk.value >= 50_000
+        floor = 40_000 if messages >= 1_000_000 else 50_000
+        bulk.target, bulk.met = f"≥ {floor:,} msg/s", bulk.value >= floor
     elif name == "postgres" and first.ratio and bulk.ratio:
-        bulk.target, bulk.met = "≥ 0.8× COPY", bulk.ratio >= 0.8
+        bulk.target, bulk.met = "≥ 0.85× COPY", bulk.ratio >= 0.85
         first.target, first.met = "≥ 0.9× raw", first.ratio >= 0.9
 
 
@@ -191,36 +193,38 @@ def _batch(args: argparse.Namespace) -> dict[str, int]:
 
 
 def read_scenarios(
-    report: Report, backend: Any, bundles: list[Bundle], args: argparse.Namespace
+    report: Report, url: str, bundles: list[Bundle], args: argparse.Namespace, workdir: str
 ) -> None:
+    """The read rows, measured by ``python -m bench.reads`` on the archive reopened."""
     rng = random.Random(7)
     sample = [rng.choice(bundles)[0].conversation_id for _ in range(args.read_samples)]
     with_attachments = [b[0].conversation_id for b in bundles if b[2]] or sample
-    get = latencies_ms([lambda cid=cid: backend.get_messages(cid) for cid in sample])
-    row = report.add(Row("get_messages p50", percentile(get, 50), "ms"))
-    report.add(Row("get_messages p99", percentile(get, 99), "ms"))
-    raw_fetch = references.get_messages_function(report.backend, backend)
-    if raw_fetch is not None:
-        raw = latencies_ms([lambda cid=cid: raw_fetch(cid) for cid in sample])
-        row.reference, row.reference_label = percentile(raw, 50), "raw driver fetchall, same SQL"
+    ids = Path(workdir) / "read-ids.json"
+    ids.write_text(
+        json.dumps({"sample": sample, "with_attachments": with_attachments[: len(sample)]})
+    )
+    command = [sys.executable, "-m", "bench.reads", report.backend, url, str(ids)]
+    done = subprocess.run(
+        command, capture_output=True, text=True, check=True, cwd=Path(__file__).parent.parent
+    )
+    got: dict[str, float] = json.loads(done.stdout.strip().splitlines()[-1])
+    row = report.add(Row("get_messages p50", got["get_messages_p50"], "ms"))
+    report.add(Row("get_messages p99", got["get_messages_p99"], "ms"))
+    if "raw_get_messages_p50" in got:
+        row.reference = got["raw_get_messages_p50"]
+        row.reference_label = "raw driver fetchall, same SQL"
     if report.backend in ("sqlite", "postgres") and row.reference:
         row.target, row.met = "≤ 3× raw", row.value <= 3 * row.reference
     elif report.backend == "duckdb":
         row.target, row.met = "≤ 3 ms", row.value <= 3
-    listing = latencies_ms(
-        [lambda: backend.list_conversations(limit=50) for _ in range(args.read_samples)]
-    )
-    first = report.add(Row("list_conversations(limit=50) p50", percentile(listing, 50), "ms"))
-    report.add(Row("list_conversations(limit=50) p99", percentile(listing, 99), "ms"))
+    first = report.add(Row("list_conversations(limit=50) p50", got["list_conversations_p50"], "ms"))
+    report.add(Row("list_conversations(limit=50) p99", got["list_conversations_p99"], "ms"))
     if report.backend == "sqlite":
         first.target, first.met = "≤ 1 ms", first.value <= 1
-    att = latencies_ms(
-        [
-            lambda cid=cid: backend.get_attachments(cid)
-            for cid in with_attachments[: args.read_samples]
-        ]
-    )
-    report.add(Row("get_attachments p50", percentile(att, 50), "ms"))
+    elif report.backend == "duckdb":
+        first.target, first.met = "≤ 2 ms", first.value <= 2
+    report.add(Row("get_attachments p50", got["get_attachments_p50"], "ms"))
+    report.extra["stats_ms"] = got["stats_ms"]
 
 
 def peak_rss(name: str, args: argparse.Namespace, workdir: str) -> dict[str, float]:
