@@ -9,7 +9,8 @@ are rebuilt with ``model_construct`` (no second validation on the read path).
 from __future__ import annotations
 
 import json
-from collections.abc import Mapping, Sequence
+import threading
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any, TypeVar
 
 from pydantic import BaseModel
@@ -48,13 +49,48 @@ def _trusted(cls: type[_R], values: dict[str, Any]) -> _R:
 _ENCODER = json.JSONEncoder(
     ensure_ascii=False, allow_nan=False, separators=(",", ":"), sort_keys=True
 )
+_c_make_encoder: Callable[..., Callable[[Any, int], Sequence[str]]] | None = getattr(
+    json.encoder, "c_make_encoder", None
+)
+_thread = threading.local()
+
+
+def _encode(value: Any) -> str:
+    """``_ENCODER.encode(value)``: the same text and errors, without building the C
+    encoder again for every value (``encode`` does: 0.95 us per provider_meta dict,
+    against 0.36 us for the encoding alone, measured).
+
+    One encoder per thread, as ``markers`` (the containers being encoded, to refuse a
+    value that contains itself) must not be seen by another thread encoding the same
+    value; after an error it is dropped, since the C encoder leaves it holding ids then.
+    """
+    encoder = getattr(_thread, "encoder", None)
+    if encoder is None:
+        if _c_make_encoder is None:
+            return _ENCODER.encode(value)
+        encoder = _thread.encoder = _c_make_encoder(
+            {},
+            _ENCODER.default,
+            json.encoder.encode_basestring,
+            None,
+            _ENCODER.key_separator,
+            _ENCODER.item_separator,
+            _ENCODER.sort_keys,
+            _ENCODER.skipkeys,
+            _ENCODER.allow_nan,
+        )
+    try:
+        return "".join(encoder(value, 0))
+    except BaseException:
+        _thread.encoder = None
+        raise
 
 
 def dump_json(value: Mapping[str, Any] | Sequence[Any] | None) -> str | None:
     """JSON text for a JSON column (None stays NULL)."""
     if value is None:
         return None
-    return _ENCODER.encode(value)
+    return _encode(value)
 
 
 def load_json(value: Any) -> Any:

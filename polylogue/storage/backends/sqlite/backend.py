@@ -24,6 +24,7 @@ from pathlib import Path
 from typing import Any, ClassVar
 
 from aiosql.adapters.sqlite3 import SQLite3Adapter
+from aiosql.types import SQLOperationType
 
 from polylogue.errors import DatabaseError, DatabaseNotFoundError, MigrationError, OperationalError
 from polylogue.storage.backends.base import SQLBackend
@@ -45,6 +46,7 @@ from polylogue.storage.faults import (
 )
 from polylogue.storage.migration_scripts import iter_statements
 from polylogue.storage.private_files import create_private_file
+from polylogue.storage.rows import dump_json
 from polylogue.storage.sqlfiles import QuerySpec
 
 _UNDECODABLE = re.compile(r"Could not decode to UTF-8 column '(?P<column>[^']*)'")
@@ -272,6 +274,33 @@ class SQLiteBackend(SQLBackend):
         if primary == sqlite3.SQLITE_CORRUPT:
             return "the file is damaged: check it with PRAGMA integrity_check, or restore a backup"
         return ""
+
+    def _write_rows(self, conn: Any, query_name: str, params: list[Params]) -> int:
+        """A per-row (``*!``) query straight on the connection, one row with ``execute``:
+        aiosql's call, cursor and close cost 0.5-1 us of a 6 us one-row upsert (measured),
+        and a bundle runs four to six of these."""
+        query = getattr(self.queries, query_name)
+        if query.operation is not SQLOperationType.INSERT_UPDATE_DELETE_MANY:
+            return super()._write_rows(conn, query_name, params)
+        if len(params) == 1:
+            changed: int = conn.execute(query.sql, params[0]).rowcount
+        else:
+            changed = conn.executemany(query.sql, params).rowcount
+        return max(changed, 0)
+
+    def _delete_refs(self, conn: Any, keep: dict[str, list[str]]) -> list[tuple[str, str]]:
+        """The shared prune, one ``prune_attachment_refs`` per conversation (SQLite binds
+        no lists, see ``attachments.sql``), straight on the connection like
+        :meth:`_write_rows`: 3.7 instead of 4.7 us a conversation (measured), and every
+        bundle runs one."""
+        sql = self.queries.prune_attachment_refs.sql
+        return [
+            (row["ref_id"], row["attachment_id"])
+            for cid, ref_ids in keep.items()
+            for row in conn.execute(
+                sql, {"conversation_id": cid, "keep_ref_ids": dump_json(ref_ids)}
+            ).fetchall()
+        ]
 
     def _write_messages(self, conn: Any, params: list[Params]) -> tuple[int, list[Params]]:
         """The upsert refuses a message of another conversation itself (NOT NULL, see
