@@ -93,24 +93,15 @@ ON CONFLICT (ref_id) DO NOTHING;
 
 -- name: refresh_ref_counts(attachment_id)!
 -- Recount the refs of the given attachments (the list of their ids, bound as an array).
--- The caller already holds their row locks (upsert_attachments, lock_attachments). A
--- count that is right already is not rewritten: a pipelined bundle recounts every
--- attachment it saved, before it can know whether a ref was new.
+-- The caller already holds their row locks (upsert_attachments, lock_attachments).
 UPDATE attachments AS a
-SET ref_count = counted.refs
-FROM (
-    SELECT
-        ids.attachment_id,
-        (
-            SELECT count(*)
-            FROM attachment_refs AS r
-            WHERE r.attachment_id = ids.attachment_id
-        ) AS refs
-    FROM unnest(cast(:attachment_id AS TEXT[])) AS ids (attachment_id)
-) AS counted
-WHERE
-    a.attachment_id = counted.attachment_id
-    AND a.ref_count IS DISTINCT FROM counted.refs;
+SET
+    ref_count = (
+        SELECT count(*)
+        FROM attachment_refs AS r
+        WHERE r.attachment_id = a.attachment_id
+    )
+WHERE a.attachment_id = any(cast(:attachment_id AS TEXT[]));
 
 -- name: get_attachments(conversation_id)
 -- One row per ref of the conversation, joined to its shared attachment row, by

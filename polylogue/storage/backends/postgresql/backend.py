@@ -263,21 +263,20 @@ class PostgresBackend(SQLBackend):
     ) -> tuple[int, int, int]:
         """A batch of bundles in one psycopg pipeline: the statements go out without
         waiting for each other (large ones in chunks), and the counts are read when all
-        have run. Two round trips instead of one per statement, and the server works on
-        one statement while this process converts the next: the prune's result says
-        which attachments lose a ref, and so what to lock and recount after it
-        (measured: docs/BENCHMARKS.md).
+        have run. The server works on one statement while this process converts the
+        next; the pipeline waits only where a result decides what comes next: the
+        prune's rows say which attachments lose a ref (what to lock and recount), and the
+        refs' row count whether the saved ones are recounted too (measured:
+        docs/BENCHMARKS.md).
 
-        The statements and their order are the base class's, so rows are locked as
-        every writer locks them. One difference: refs are recounted for every attachment
-        saved, not only when a ref was new (that count is not known yet);
-        ``refresh_ref_counts`` rewrites only counts that changed.
+        The statements, their order and what they recount are the base class's, so rows
+        are locked as every writer locks them.
         """
         if not psycopg.Pipeline.is_supported():
             return super()._write_bundles(conn, conversations, messages, records, keep)
         touched: list[tuple[dict[str, Any], Any]] = []
         refs: list[tuple[dict[str, Any], Any]] = []
-        with conn.pipeline():
+        with conn.pipeline() as pipeline:
             written = self._send(conn, "upsert_conversations", conversations)
             if messages:
                 touched = self._send(conn, "upsert_messages", messages, tuple_row)
@@ -287,9 +286,12 @@ class PostgresBackend(SQLBackend):
                 self._send(conn, "upsert_attachments", plan.attachments)
                 if plan.refs:
                     refs = self._send(conn, "insert_attachment_refs", plan.refs)
+                    # Whether a ref was new decides what is recounted: a sync (a round
+                    # trip) costs less than recounting the refs of every saved attachment.
+                    pipeline.sync()
             elif plan.losing:
                 self._send(conn, "lock_attachments", id_rows(plan.losing))
-            recount = (plan.losing | plan.saved) if plan.refs else plan.losing
+            recount = (plan.losing | plan.saved) if _rowcount(refs) else plan.losing
             if recount:
                 self._send(conn, "refresh_ref_counts", id_rows(recount))
             if plan.losing:
