@@ -36,11 +36,12 @@ from polylogue.errors import (
 )
 from polylogue.storage.backends import BackendConfig, create_backend
 from polylogue.storage.backends.postgresql.adapter import FaithfulPsycopgAdapter
-from polylogue.storage.backends.postgresql.backend import PIPELINE_CHUNK, PostgresBackend
+from polylogue.storage.backends.postgresql.backend import PostgresBackend
 from polylogue.storage.backends.postgresql.migrate import (
     migration_lock_key,
     statement_complete,
 )
+from polylogue.storage.backends.postgresql.pipelined import PIPELINE_CHUNK
 from polylogue.storage.backends.postgresql.values import MARKER, escape, store_json_text, unescape
 from polylogue.storage.migrate import MigrationRunner
 from polylogue.storage.migration_scripts import discover, iter_statements

@@ -35,7 +35,7 @@ def _large_batch(backend: SQLBackend) -> int:
 
         return SPLIT_UPSERT_ROWS + 5
     if backend.dialect == "postgresql":
-        from polylogue.storage.backends.postgresql.backend import PIPELINE_CHUNK
+        from polylogue.storage.backends.postgresql.pipelined import PIPELINE_CHUNK
 
         return 2 * PIPELINE_CHUNK + 5
     return 1_005

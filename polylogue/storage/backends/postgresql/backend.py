@@ -12,10 +12,11 @@ one gets a fresh connection.
 
 Bulk writes are set-based: every batch query binds one array per column and unnests it
 (``INSERT ... SELECT FROM unnest(...)``); a large batch goes out in chunks through
-psycopg's pipeline mode; ``save_many`` batches write their conversations and prune their
-refs with one statement each (the optional ``upsert_conversations`` and
-``prune_attachment_refs_many`` queries), where one per conversation would cost a round
-trip each.
+psycopg's pipeline mode, and a batch of bundles as one pipeline
+(:mod:`~polylogue.storage.backends.postgresql.pipelined`); ``save_many`` batches write
+their conversations and prune their refs with one statement each (the optional
+``upsert_conversations`` and ``prune_attachment_refs_many`` queries), where one per
+conversation would cost a round trip each.
 
 The ``schema`` option (default ``public``) sets every connection's ``search_path`` (through
 libpq's ``options``), so several archives can share one database; the migration runner
@@ -33,18 +34,14 @@ import os
 import select
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
-from operator import itemgetter
 from typing import Any, ClassVar
 
 import psycopg
-from aiosql.types import SQLOperationType
-from psycopg.rows import dict_row, tuple_row
+from psycopg.rows import dict_row
 from psycopg_pool import ConnectionPool, PoolTimeout
 from pydantic import ValidationError
 
 from polylogue.errors import ConfigurationError, DatabaseError
-from polylogue.storage import batches, rows
-from polylogue.storage.backends.base import SQLBackend
 from polylogue.storage.backends.config import BackendConfig, validation_summary
 from polylogue.storage.backends.postgresql.adapter import (
     FaithfulPsycopgAdapter,
@@ -57,33 +54,18 @@ from polylogue.storage.backends.postgresql.dsn import (
     redact_dsn,
 )
 from polylogue.storage.backends.postgresql.migrate import migration_lock_key, statement_complete
-from polylogue.storage.backends.postgresql.values import unescape
-from polylogue.storage.backends.writes import RefWrites, id_rows
+from polylogue.storage.backends.postgresql.pipelined import PipelinedWrites
 from polylogue.storage.faults import cleaning_up
 from polylogue.storage.migration_scripts import iter_statements
-from polylogue.storage.records import AttachmentRecord
 from polylogue.storage.sqlfiles import QuerySpec
 
 DEFAULT_CONNECT_TIMEOUT = 10
 """Seconds libpq waits for a server (unless the URL sets ``connect_timeout``)."""
 DEFAULT_POOL_TIMEOUT = 30.0
 """Seconds a call waits for a free pooled connection before failing."""
-PIPELINE_CHUNK = 1000
-"""Rows per statement when a large columnar batch goes through psycopg's pipeline mode."""
-_LOCKED_BY = {
-    "upsert_conversations": "conversation_id",
-    "upsert_messages": "message_id",
-    "upsert_attachments": "attachment_id",
-    "insert_attachment_refs": "ref_id",
-    "refresh_ref_counts": "attachment_id",
-    "delete_unreferenced_attachments": "attachment_id",
-    "lock_attachments": "attachment_id",
-}
-"""The id whose row (or key) each bulk write locks: concurrent writers lock in its order."""
-_FOREIGN = ("message_id", "owner", "claimant")
 
 
-class PostgresBackend(SQLBackend):
+class PostgresBackend(PipelinedWrites):
     """The archive in one schema of a PostgreSQL database.
 
     ``url`` is a libpq connection string (``postgresql://user:pw@host:5432/db`` or
@@ -221,108 +203,6 @@ class PostgresBackend(SQLBackend):
             conn.close()  # the pool sees a closed connection and replaces it
         self._pool.putconn(conn)
 
-    def _write_rows(self, conn: Any, query_name: str, params: list[rows.Params]) -> int:
-        """Send a large columnar batch in chunks through psycopg's pipeline mode.
-
-        The server upserts one chunk while this process converts the next, instead of
-        waiting for the whole batch to be converted first (measured, ``save_many`` of
-        100,000 messages: about 30,000 msg/s against 27,000 as one statement). Chunks run
-        in order, so an id listed in two chunks ends with its last values, as in one
-        statement; a failing chunk fails the call (the transaction level is then failed).
-        """
-        query = getattr(self.queries, query_name)
-        if (
-            query.operation is not SQLOperationType.INSERT_UPDATE_DELETE
-            or len(params) <= PIPELINE_CHUNK
-            or not psycopg.Pipeline.is_supported()
-        ):
-            return super()._write_rows(conn, query_name, params)
-        with conn.pipeline():
-            sent = self._send(conn, query_name, params)
-        return _rowcount(sent)
-
-    def _write_messages(
-        self, conn: Any, params: list[rows.Params]
-    ) -> tuple[int, list[rows.Params]]:
-        """A batch over :data:`PIPELINE_CHUNK` rows goes in chunks through pipeline mode,
-        as :meth:`_write_rows` sends other writes; each chunk returns the messages it
-        touched (see the base class)."""
-        if len(params) <= PIPELINE_CHUNK or not psycopg.Pipeline.is_supported():
-            return super()._write_messages(conn, params)
-        with conn.pipeline():
-            sent = self._send(conn, "upsert_messages", params, tuple_row)
-        return _count_touched(sent)
-
-    def _write_bundles(
-        self,
-        conn: Any,
-        conversations: list[rows.Params],
-        messages: list[rows.Params],
-        records: list[AttachmentRecord],
-        keep: dict[str, list[str]],
-    ) -> tuple[int, int, int]:
-        """A batch of bundles in one psycopg pipeline: the statements go out without
-        waiting for each other (large ones in chunks), and the counts are read when all
-        have run. The server works on one statement while this process converts the
-        next; the pipeline waits only where a result decides what comes next: the
-        prune's rows say which attachments lose a ref (what to lock and recount), and the
-        refs' row count whether the saved ones are recounted too (measured:
-        docs/BENCHMARKS.md).
-
-        The statements, their order and what they recount are the base class's, so rows
-        are locked as every writer locks them.
-        """
-        if not psycopg.Pipeline.is_supported():
-            return super()._write_bundles(conn, conversations, messages, records, keep)
-        touched: list[tuple[dict[str, Any], Any]] = []
-        refs: list[tuple[dict[str, Any], Any]] = []
-        with conn.pipeline() as pipeline:
-            written = self._send(conn, "upsert_conversations", conversations)
-            if messages:
-                touched = self._send(conn, "upsert_messages", messages, tuple_row)
-            # Reading the prune's rows waits for everything sent so far.
-            plan = RefWrites.after_prune(records, keep, self._delete_refs(conn, keep), True)
-            if plan.attachments:
-                self._send(conn, "upsert_attachments", plan.attachments)
-                if plan.refs:
-                    refs = self._send(conn, "insert_attachment_refs", plan.refs)
-                    # Whether a ref was new decides what is recounted: a sync (a round
-                    # trip) costs less than recounting the refs of every saved attachment.
-                    pipeline.sync()
-            elif plan.losing:
-                self._send(conn, "lock_attachments", id_rows(plan.losing))
-            recount = (plan.losing | plan.saved) if _rowcount(refs) else plan.losing
-            if recount:
-                self._send(conn, "refresh_ref_counts", id_rows(recount))
-            if plan.losing:
-                self._send(conn, "delete_unreferenced_attachments", id_rows(plan.losing))
-        changed_messages, foreign = _count_touched(touched)
-        if foreign:
-            raise batches.ownership_error(foreign, self._failed_saving())
-        return _rowcount(written), changed_messages, _rowcount(refs) + plan.unstored
-
-    def _send(
-        self, conn: Any, query_name: str, params: list[rows.Params], row_factory: Any = None
-    ) -> list[tuple[dict[str, Any], Any]]:
-        """Send a columnar query over ``params``, :data:`PIPELINE_CHUNK` rows per
-        statement, without waiting for it when the connection is in pipeline mode;
-        returns each chunk's parameters as stored and its cursor, whose rows and rowcount
-        are there once the pipeline has synced.
-
-        Rows are sorted by the id their statement locks (stably: repeated ids keep their
-        order) so that the chunks, each written in id order, lock in id order together.
-        """
-        sql = getattr(self.queries, query_name).sql
-        key = _LOCKED_BY.get(query_name)
-        if len(params) > PIPELINE_CHUNK and key is not None:
-            params = sorted(params, key=itemgetter(key))
-        return [self._adapter.send(conn, sql, chunk, row_factory) for chunk in _chunks(params)]
-
-    @property
-    def _adapter(self) -> FaithfulPsycopgAdapter:
-        adapter: FaithfulPsycopgAdapter = self.queries.driver_adapter
-        return adapter
-
     def migration_statements(self, sql: str) -> Iterable[str]:
         """One statement per execute: several in one call would form an implicit
         transaction, where ``CREATE INDEX CONCURRENTLY`` (no-transaction scripts) fails."""
@@ -419,37 +299,6 @@ def _readable(fd: int) -> bool:
         poller.register(fd, select.POLLIN)
         return bool(poller.poll(0))
     return bool(select.select([fd], [], [], 0)[0])  # pragma: no cover - Windows
-
-
-def _rowcount(sent: list[tuple[dict[str, Any], Any]]) -> int:
-    """The rows the sent chunks of a write changed."""
-    return sum(max(cursor.rowcount, 0) for _, cursor in sent)
-
-
-def _count_touched(sent: list[tuple[dict[str, Any], Any]]) -> tuple[int, list[rows.Params]]:
-    """From the pipelined ``upsert_messages`` chunks (stored parameters, cursor): (messages
-    inserted or changed, those stored under another conversation). Ids are compared in
-    stored form, as plain tuples: unescaping and a dict per row cost a tenth of a large
-    batch (measured)."""
-    claimant: dict[str, str] = {}
-    for stored, _ in sent:
-        claimant.update(zip(stored["message_id"], stored["conversation_id"], strict=True))
-    changed, foreign = 0, []
-    for _, cursor in sent:
-        for message_id, stored_under in cursor.fetchall():
-            if stored_under == claimant[message_id]:
-                changed += 1
-            else:
-                found = (message_id, stored_under, claimant[message_id])
-                foreign.append(dict(zip(_FOREIGN, map(unescape, found), strict=True)))
-    return changed, foreign
-
-
-def _chunks(params: list[rows.Params]) -> Iterator[dict[str, list[Any]]]:
-    """``params`` as columns, :data:`PIPELINE_CHUNK` rows at a time (made as they are sent)."""
-    for start in range(0, len(params), PIPELINE_CHUNK):
-        chunk = params[start : start + PIPELINE_CHUNK]
-        yield {key: [row[key] for row in chunk] for key in chunk[0]}
 
 
 __all__ = ["PostgresBackend"]
