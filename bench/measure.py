@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import resource
 import statistics
 import time
@@ -59,3 +60,43 @@ def peak_rss_mb() -> float:
     except OSError:
         pass
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
+def cpu_seconds() -> tuple[float, float]:
+    """(CPU seconds of this process, of the local PostgreSQL server's processes) so far.
+
+    The server's share is every live ``postgres`` process plus what the postmaster has
+    collected from the ones that exited (its ``cutime``/``cstime``): a connection closed
+    during a sample still counts. 0.0 where /proc is missing or no server runs here.
+    """
+    return time.process_time(), _postgres_cpu_seconds()
+
+
+def _postgres_cpu_seconds() -> float:
+    ticks = 0
+    try:
+        pids = [p for p in os.listdir("/proc") if p.isdigit()]
+    except OSError:
+        return 0.0
+    for pid in pids:
+        try:
+            with open(f"/proc/{pid}/stat", encoding="ascii") as stat:
+                text = stat.read()
+        except OSError:
+            continue  # exited meanwhile: its parent has collected its time
+        name, fields = text[text.index("(") + 1 : text.rindex(")")], text.rsplit(")", 1)[1]
+        if name != "postgres":
+            continue
+        values = fields.split()  # values[0] is field 3 (state) of proc(5)
+        ticks += int(values[11]) + int(values[12])  # utime, stime
+        if values[1] == "1" or _parent_name(values[1]) != "postgres":  # the postmaster
+            ticks += int(values[13]) + int(values[14])  # cutime, cstime
+    return ticks / os.sysconf("SC_CLK_TCK")
+
+
+def _parent_name(pid: str) -> str:
+    try:
+        with open(f"/proc/{pid}/comm", encoding="ascii") as comm:
+            return comm.read().strip()
+    except OSError:
+        return ""

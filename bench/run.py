@@ -12,6 +12,7 @@ It measures; it never fails because the machine was slow.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import datetime as dt
 import importlib.metadata
 import json
@@ -23,14 +24,14 @@ import statistics
 import subprocess
 import sys
 import tempfile
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
 from bench import references
 from bench.backends import available, fresh_database, open_fresh
-from bench.measure import throughput
+from bench.measure import cpu_seconds, throughput
 from bench.workload import Workload
 from polylogue.storage.repository import Bundle, StorageRepository
 
@@ -106,6 +107,7 @@ def run_backend(name: str, args: argparse.Namespace, bundles: list[Bundle], work
         k: [] for k in ("first", "again", "bulk", "raw_first", "raw_bulk")
     }
     labels: dict[str, str] = {}
+    cpu: dict[str, list[tuple[float, float]]] = {k: [] for k in samples}
     # DuckDB takes tens of milliseconds per transaction: one bundle per transaction runs
     # over the first bundles only (labelled), the rest of the scenarios over all of them.
     per_bundle = bundles[: args.duckdb_bundles] if name == "duckdb" else bundles
@@ -122,22 +124,26 @@ def run_backend(name: str, args: argparse.Namespace, bundles: list[Bundle], work
                         conversation=conversation, messages=messages, attachments=attachments
                     )
 
-            samples["first"].append(throughput(per_bundle_count, ingest))
-            samples["again"].append(throughput(per_bundle_count, ingest))
-        raw = references.measure(name, "per_bundle", per_bundle, workdir, args.postgres_url)
+            for key in ("first", "again"):
+                with _cpu_per_1k(cpu[key], per_bundle_count):
+                    samples[key].append(throughput(per_bundle_count, ingest))
+        with _cpu_per_1k(cpu["raw_first"], per_bundle_count):
+            raw = references.measure(name, "per_bundle", per_bundle, workdir, args.postgres_url)
         if raw:
             samples["raw_first"].append(raw[0])
             labels["raw_first"] = raw[1]
         with fresh_database(name, workdir, args.postgres_url) as (url, backend):
             repo = StorageRepository(backend)
-            samples["bulk"].append(
-                throughput(count, lambda repo=repo: repo.save_many(bundles, **_batch(args)))
-            )
+            with _cpu_per_1k(cpu["bulk"], count):
+                samples["bulk"].append(
+                    throughput(count, lambda repo=repo: repo.save_many(bundles, **_batch(args)))
+                )
             if last:  # reads on the full archive, by a reader process
                 if name != "postgres":
                     backend.close()  # a DuckDB file opens in one process at a time
                 read_scenarios(report, url, bundles, args, workdir)
-        raw = references.measure(name, "bulk", bundles, workdir, args.postgres_url)
+        with _cpu_per_1k(cpu["raw_bulk"], count):
+            raw = references.measure(name, "bulk", bundles, workdir, args.postgres_url)
         if raw:
             samples["raw_bulk"].append(raw[0])
             labels["raw_bulk"] = raw[1]
@@ -171,7 +177,24 @@ def run_backend(name: str, args: argparse.Namespace, bundles: list[Bundle], work
     report.extra["repeat"] = args.repeat
     for key, values in samples.items():
         report.extra[f"samples_{key}_msg_s"] = [round(v) for v in values]
+    if name == "duckdb":  # its per-bundle reference writes a sample and extrapolates
+        del cpu["raw_first"]
+    report.extra["cpu_ms_per_1k_messages"] = {
+        key: [round(statistics.median(side), 1) for side in zip(*pairs, strict=True)]
+        for key, pairs in cpu.items()
+        if pairs
+    }
     return report
+
+
+@contextlib.contextmanager
+def _cpu_per_1k(into: list[tuple[float, float]], messages: int) -> Iterator[None]:
+    """Append (this process's, the PostgreSQL server's) CPU milliseconds per 1,000
+    messages spent inside the block: wall time swings with the disk, CPU time less."""
+    start = cpu_seconds()
+    yield
+    end = cpu_seconds()
+    into.append(tuple((b - a) * 1e6 / messages for a, b in zip(start, end, strict=True)))  # type: ignore[arg-type]
 
 
 def apply_targets(name: str, messages: int, first: Row, again: Row, bulk: Row) -> None:
@@ -295,6 +318,7 @@ def markdown(report: Report, info: dict[str, Any], command: str) -> str:
         met = {True: "yes", False: "**no**", None: ""}[row.met]
         lines.append(f"| {row.scenario} | {value} | {ref} | {ratio} | {row.target} | {met} |")
     lines.append("")
+    lines += _cpu_lines(report)
     lines.append(
         f"Write scenarios: median of {report.extra.get('repeat', 1)} alternating runs per side,"
         " each on a fresh database; the ratio is the median of the per-run ratios (each"
@@ -302,6 +326,36 @@ def markdown(report: Report, info: dict[str, Any], command: str) -> str:
         " the sampled conversations."
     )
     return "\n".join(lines) + "\n"
+
+
+_CPU_LABELS = {
+    "first": "ingest, one bundle per transaction",
+    "again": "re-ingest unchanged bundles",
+    "bulk": "bulk save_many",
+    "raw_first": "raw reference, one bundle per transaction",
+    "raw_bulk": "raw reference, bulk",
+}
+
+
+def _cpu_lines(report: Report) -> list[str]:
+    """The CPU table: medians of the runs, in ms per 1,000 messages."""
+    cpu = report.extra.get("cpu_ms_per_1k_messages", {})
+    if not cpu:
+        return []
+    lines = [
+        "| CPU per 1,000 messages (median) | benchmark process | PostgreSQL server |",
+        "| --- | ---: | ---: |",
+    ]
+    for key, (client, server) in cpu.items():
+        shown = f"{server:,.1f} ms" if report.backend == "postgres" else "-"
+        lines.append(f"| {_CPU_LABELS[key]} | {client:,.1f} ms | {shown} |")
+    lines.append("")
+    lines.append(
+        "CPU: the raw reference's rows include creating its tables; the server column sums"
+        " every PostgreSQL process on this machine (background writers included)."
+    )
+    lines.append("")
+    return lines
 
 
 def main(argv: list[str] | None = None) -> None:
