@@ -465,6 +465,37 @@ def test_an_unchanged_bundle_rewrites_and_locks_no_message_or_count(schema: str)
         assert counts["messages"] == 1 and backend.get_messages("c1")[4].text == "edited"
 
 
+def test_a_transaction_holds_its_writes_and_hands_the_connection_back_in_autocommit(
+    schema: str,
+) -> None:
+    """``BEGIN`` goes out with a transaction's first statement (psycopg leaves autocommit
+    for it): the writes are still invisible to others until the commit, and a committed
+    or rolled-back transaction gives the pool its connection back idle, in autocommit."""
+    with PostgresBackend(server_url(), schema=schema, pool_max_size=1) as backend:
+        repo = StorageRepository(backend)
+        conv, messages, atts = bundle("c1", 3, ("a1",))
+
+        def stored() -> int:
+            sql = f'SELECT count(*) FROM "{schema}".messages'
+            return int(admin_execute(sql)[0][0])
+
+        def handed_back() -> tuple[bool, str]:
+            with backend.pool.connection() as conn:
+                return conn.autocommit, conn.info.transaction_status.name
+
+        with backend.transaction():
+            repo.save_conversation(conversation=conv, messages=messages, attachments=atts)
+            assert stored() == 0
+        assert stored() == 3 and handed_back() == (True, "IDLE")
+        with pytest.raises(ZeroDivisionError), backend.transaction():
+            repo.save_conversation(conversation=conversation("c2"), messages=[], attachments=[])
+            _ = 1 / 0
+        assert backend.get_conversation("c2") is None and handed_back() == (True, "IDLE")
+        with backend.transaction():
+            pass  # no statement: nothing to begin or commit
+        assert handed_back() == (True, "IDLE")
+
+
 # -- passwords ----------------------------------------------------------------------------
 
 

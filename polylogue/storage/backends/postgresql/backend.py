@@ -1,14 +1,15 @@
 """PostgreSQL: psycopg 3 over a connection pool, for archives that outgrow one machine.
 
 Connections come from a :class:`psycopg_pool.ConnectionPool` (``pool_min_size`` ..
-``pool_max_size``), in autocommit mode with rows as dicts: the binding issues its own
-``BEGIN``/``SAVEPOINT``/``COMMIT``. A transaction pins one pooled connection to the calling
-thread until it ends; outside one, each call takes a connection, runs (a write in a
-transaction of its own) and gives it back. The pool checks a connection before handing it
-out (a round trip only when its socket shows the server said something) and replaces dead
-ones; a connection that broke during a call (server restart) is closed when it comes
-back, so that call fails with :class:`~polylogue.errors.OperationalError` and the next
-one gets a fresh connection.
+``pool_max_size``), in autocommit mode with rows as dicts. A transaction leaves autocommit
+until it ends: psycopg then sends ``BEGIN`` with its first statement, in the same round
+trip, and the binding issues its own ``SAVEPOINT``/``COMMIT``. A transaction pins one
+pooled connection to the calling thread until it ends; outside one, each call takes a
+connection, runs (a write in a transaction of its own) and gives it back. The pool checks a
+connection before handing it out (a round trip only when its socket shows the server said
+something) and replaces dead ones; a connection that broke during a call (server restart)
+is closed when it comes back, so that call fails with
+:class:`~polylogue.errors.OperationalError` and the next one gets a fresh connection.
 
 Bulk writes are set-based: every batch query binds one array per column and unnests it
 (``INSERT ... SELECT FROM unnest(...)``); a large batch goes out in chunks through
@@ -208,10 +209,25 @@ class PostgresBackend(PipelinedWrites):
         transaction, where ``CREATE INDEX CONCURRENTLY`` (no-transaction scripts) fails."""
         return iter_statements(sql, statement_complete)
 
+    def _begin_outer(self, conn: Any) -> None:
+        """Leave autocommit: psycopg then sends ``BEGIN`` with the transaction's first
+        statement, in the same round trip (inside a pipeline when one is open), instead of
+        waiting for a ``BEGIN`` of its own; a transaction that runs no statement costs none."""
+        conn.autocommit = False
+
+    def _commit_outer(self, conn: Any) -> None:
+        try:
+            conn.commit()  # no round trip when no statement ran
+        finally:
+            _back_to_autocommit(conn)
+
     def _rollback_outer(self, conn: Any) -> None:
         if conn.closed:
             return  # the server is gone, and the transaction with it
-        super()._rollback_outer(conn)
+        try:
+            conn.rollback()
+        finally:
+            _back_to_autocommit(conn)
 
     @contextmanager
     def _errors(self, operation: str) -> Iterator[None]:
@@ -299,6 +315,12 @@ def _readable(fd: int) -> bool:
         poller.register(fd, select.POLLIN)
         return bool(poller.poll(0))
     return bool(select.select([fd], [], [], 0)[0])  # pragma: no cover - Windows
+
+
+def _back_to_autocommit(conn: Any) -> None:
+    """Reads outside a transaction run in autocommit, as the pool made the connection."""
+    if not conn.closed:
+        conn.autocommit = True
 
 
 __all__ = ["PostgresBackend"]
