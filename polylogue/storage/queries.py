@@ -44,6 +44,11 @@ MESSAGE_UPDATE_COLUMNS = (
     "provider_meta",
 )
 """What ``update_changed_messages`` may change (never provider ids nor the version)."""
+CONVERSATION_UPDATE_COLUMNS = ("title", "created_at", "updated_at", "content_hash", "provider_meta")
+"""What ``upsert_conversations`` changes in a stored conversation."""
+ATTACHMENT_MERGE_COLUMNS = ("mime_type", "size_bytes", "path", "provider_meta")
+"""What ``upsert_attachments`` changes in a stored attachment, each only where the saved
+value is not NULL."""
 
 QUERIES: dict[str, QuerySpec] = {
     # conversations.sql

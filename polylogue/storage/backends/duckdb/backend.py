@@ -37,6 +37,7 @@ from typing import Any, ClassVar
 import duckdb
 
 from polylogue.errors import DatabaseError, IntegrityError, OperationalError
+from polylogue.storage import rows
 from polylogue.storage.backends.base import SQLBackend
 from polylogue.storage.backends.config import BackendConfig, default_db_path
 from polylogue.storage.backends.duckdb.adapter import DuckDBConnectionAdapter
@@ -47,7 +48,9 @@ from polylogue.storage.backends.duckdb.handles import (
     open_database,
     release_database,
 )
+from polylogue.storage.backends.duckdb.unchanged import bundle_is_stored
 from polylogue.storage.faults import describe_os_error, run_cleanups
+from polylogue.storage.records import AttachmentRecord
 from polylogue.storage.sqlfiles import QuerySpec
 
 DEFAULT_BUSY_TIMEOUT = 30.0
@@ -198,6 +201,26 @@ class DuckDBBackend(SQLBackend):
         )
 
     # -- transactions: one level, a write lock, failures fail the whole transaction ---
+
+    def _write_bundles(
+        self,
+        conn: Any,
+        conversations: list[rows.Params],
+        messages: list[rows.Params],
+        records: list[AttachmentRecord],
+        keep: dict[str, list[str]],
+    ) -> tuple[int, int, int]:
+        """One bundle that would change nothing writes nothing: a DuckDB statement costs
+        milliseconds even when it changes no row, reads here cost far less
+        (:mod:`~polylogue.storage.backends.duckdb.unchanged`; measured in
+        docs/BENCHMARKS.md). Batches of several bundles (``save_many``) write as always."""
+        if (
+            len(conversations) == 1
+            and len(messages) < SPLIT_UPSERT_ROWS
+            and bundle_is_stored(self.queries, conn, conversations[0], messages, records, keep)
+        ):
+            return 0, 0, 0
+        return super()._write_bundles(conn, conversations, messages, records, keep)
 
     def _begin_outer(self, conn: Any) -> None:
         self._take_write_lock("begin")
