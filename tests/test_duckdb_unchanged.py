@@ -16,23 +16,18 @@ import pytest
 
 from polylogue.errors import MessageOwnershipError
 from polylogue.storage.backends.duckdb.backend import DuckDBBackend
+from polylogue.storage.queries import LIST_QUERIES, QUERIES, SPLIT_UPSERT_QUERIES
 from polylogue.storage.records import AttachmentRecord, ConversationRecord, MessageRecord
 from polylogue.storage.repository import StorageRepository
 from tests.records import attachment, bundle, conversation, message
 
 Bundle = tuple[ConversationRecord, list[MessageRecord], list[AttachmentRecord]]
-WRITES = {
-    "upsert_conversations",
-    "upsert_messages",
-    "insert_messages",
-    "update_changed_messages",
-    "upsert_attachments",
-    "insert_attachment_refs",
-    "refresh_ref_counts",
-    "prune_attachment_refs",
-    "prune_attachment_refs_many",
-    "delete_unreferenced_attachments",
-}
+WRITES = (
+    {name for name, spec in {**QUERIES, **SPLIT_UPSERT_QUERIES}.items() if spec.bulk}
+    | set(LIST_QUERIES)
+    | {"prune_attachment_refs"}
+)
+"""Every query that writes rows (the bulk writes and the prunes)."""
 
 
 class RecordingQueries:
