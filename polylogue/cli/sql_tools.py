@@ -11,7 +11,8 @@ to; ``--migrations-dir`` points it elsewhere).
 
 ``polylogue sql show save_messages [--dialect duckdb]`` prints, with ``file:line`` before
 each, the queries a protocol method runs on each dialect (from
-:data:`polylogue.storage.queries.METHOD_QUERIES`, resolved by the dialect's capabilities);
+:data:`polylogue.storage.queries.METHOD_QUERIES`, resolved by the dialect's capabilities,
+with the reads a dialect makes before writing);
 ``polylogue sql show get_messages`` prints one named query. Both read the override folder
 of ``--sql-dir`` or ``$POLYLOGUE_SQL_DIR`` when one is set, as a backend would.
 
@@ -38,7 +39,7 @@ from polylogue.cli.common import URL_HELP
 from polylogue.storage.backends import SQLBackend, backend_class, create_backend
 from polylogue.storage.backends.config import BackendType
 from polylogue.storage.faults import cleaning_up
-from polylogue.storage.queries import METHOD_QUERIES, method_queries
+from polylogue.storage.queries import METHOD_QUERIES
 from polylogue.storage.sqlfiles import (
     ParsedQuery,
     parse_query_folder,
@@ -237,8 +238,7 @@ def show(name: str, dialect: BackendType | None, sql_dir: Path | None) -> None:
         raise _unknown(name, known, "protocol method or named query")
     for found in folders:
         if is_method:
-            defined = backend_class(found.dialect).expected_queries()
-            names = method_queries(name, defined)
+            names = backend_class(found.dialect).method_queries(name)
             click.echo(
                 f"-- {found.dialect}: {name} runs {', '.join(names) or 'no query'}"
                 " (those its data calls for, in this order)"

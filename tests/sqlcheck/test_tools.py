@@ -18,6 +18,7 @@ from polylogue.cli.sql_tools import checkout_migrations_dir
 from polylogue.errors import ConfigurationError, QuerySetError
 from polylogue.storage.backends import SQLBackend, backend_class, create_backend
 from polylogue.storage.backends.duckdb.backend import DuckDBBackend
+from polylogue.storage.backends.duckdb.unchanged import UNCHANGED_READS
 from polylogue.storage.backends.sqlite.backend import SQLiteBackend
 from polylogue.storage.borrowed import BorrowedSQLiteBackend
 from polylogue.storage.migration_scripts import discover
@@ -342,6 +343,15 @@ def test_show_prints_a_methods_queries_with_file_and_line(dialect: str) -> None:
     for name in expected:
         header = lines[name_line(messages, name) - 1]
         assert f"{header}\n" in result.output
+
+
+def test_show_lists_the_reads_duckdb_makes_before_saving_a_bundle() -> None:
+    """DuckDB reads a bundle's stored rows first (to skip writes that change nothing)."""
+    reads = ", ".join(UNCHANGED_READS)
+    duckdb = run("show", "save_bundles", "--dialect", "duckdb")
+    assert f"-- duckdb: save_bundles runs {reads}, upsert_conversations," in duckdb.output
+    sqlite = run("show", "save_bundles", "--dialect", "sqlite")
+    assert "-- sqlite: save_bundles runs upsert_conversations," in sqlite.output
 
 
 @pytest.mark.parametrize("dialect", DIALECTS)

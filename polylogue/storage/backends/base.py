@@ -27,6 +27,7 @@ from polylogue.storage.queries import (
     RESULT_COLUMNS,
     ROW_LOCK_QUERIES,
     SPLIT_UPSERT_QUERIES,
+    method_queries,
 )
 from polylogue.storage.records import (
     AttachmentRecord,
@@ -70,6 +71,14 @@ class SQLBackend(MigrationSeam, SetWrites):
             **(SPLIT_UPSERT_QUERIES if cls.split_upsert_rows is not None else {}),
             **cls.dialect_queries,
         }
+
+    @classmethod
+    def method_queries(cls, method: str) -> tuple[str, ...]:
+        """The queries protocol ``method`` may run on this dialect, in order: the reads
+        it makes before writing (``reads_before``), then those of
+        :data:`~polylogue.storage.queries.METHOD_QUERIES` this dialect defines."""
+        defined = cls.expected_queries()
+        return (*cls.reads_before.get(method, ()), *method_queries(method, defined))
 
     # -- the protocol -----------------------------------------------------------------
 

@@ -39,6 +39,9 @@ class SetWrites(TransactionalBackend):
     split_upsert_rows: ClassVar[int | None] = None
     """Batches of at least this many messages take the three-statement path: the dialect
     defines ``SPLIT_UPSERT_QUERIES``."""
+    reads_before: ClassVar[dict[str, tuple[str, ...]]] = {}
+    """Protocol method -> the read queries a dialect runs before its writes (DuckDB, to
+    learn that a bundle would change nothing), for ``polylogue sql show``."""
 
     def _write_rows(self, conn: Any, query_name: str, params: list[rows.Params]) -> int:
         """Run a bulk query over ``params``: per row (``*!``) or per column (``!``)."""

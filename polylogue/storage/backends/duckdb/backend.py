@@ -48,7 +48,7 @@ from polylogue.storage.backends.duckdb.handles import (
     open_database,
     release_database,
 )
-from polylogue.storage.backends.duckdb.unchanged import bundle_is_stored
+from polylogue.storage.backends.duckdb.unchanged import UNCHANGED_READS, bundle_is_stored
 from polylogue.storage.faults import describe_os_error, run_cleanups
 from polylogue.storage.records import AttachmentRecord
 from polylogue.storage.sqlfiles import QuerySpec
@@ -86,6 +86,7 @@ class DuckDBBackend(SQLBackend):
     begin_verb: ClassVar[str] = "BEGIN TRANSACTION"
     binds_lists: ClassVar[bool] = True
     split_upsert_rows: ClassVar[int | None] = SPLIT_UPSERT_ROWS
+    reads_before: ClassVar[dict[str, tuple[str, ...]]] = {"save_bundles": UNCHANGED_READS}
     dialect_queries: ClassVar[dict[str, QuerySpec]] = {
         "current_schema_version": QuerySpec("schema_migrations.sql", (), "$"),
         "configure_database": QuerySpec("connection.sql", (), "#"),

@@ -27,6 +27,9 @@ from polylogue.storage.queries import (
 )
 from polylogue.storage.records import AttachmentRecord, make_ref_id
 
+UNCHANGED_READS = ("get_conversation", "get_messages", "get_attachments")
+"""The queries :func:`bundle_is_stored` reads with, in the order it may run them."""
+
 
 def bundle_is_stored(
     queries: Any,
@@ -46,7 +49,7 @@ def bundle_is_stored(
         if not all(_same(found.get(m["message_id"]), m, MESSAGE_UPDATE_COLUMNS) for m in messages):
             return False
     if not records and cid not in keep:
-        return set(keep) <= {cid}
+        return not keep
     if set(keep) - {cid} or any(r.conversation_id != cid for r in records):
         return False
     refs = list(queries.get_attachments(conn, conversation_id=cid))
@@ -73,4 +76,4 @@ def _equal(stored: Any, saved: Any) -> bool:
     return type(stored) is type(saved) and bool(stored == saved)
 
 
-__all__ = ["bundle_is_stored"]
+__all__ = ["UNCHANGED_READS", "bundle_is_stored"]
