@@ -18,6 +18,7 @@ from polylogue.errors import (
 from polylogue.protocols import StorageBackend
 from polylogue.storage.backends import SQLBackend
 from polylogue.storage.records import MessageRecord, RunRecord, make_ref_id
+from polylogue.storage.repository import StorageRepository
 from tests.conftest import raw_scalar
 from tests.records import attachment, conversation, message
 
@@ -364,6 +365,29 @@ def test_transaction_commits_and_rolls_back(backend: SQLBackend) -> None:
     backend.save_conversation(conversation("rolled"))
     backend.rollback()
     assert backend.get_conversation("rolled") is None
+    assert not backend.in_transaction
+
+
+def test_bundles_saved_in_a_caller_transaction_wait_for_its_end(backend: SQLBackend) -> None:
+    # A save inside a caller's transaction must not commit it (PostgreSQL sends COMMIT
+    # with a bundle's statements only when the save has a transaction of its own).
+    repo = StorageRepository(backend)
+    with pytest.raises(RuntimeError), backend.transaction():
+        backend.save_conversation(conversation("before"))
+        repo.save_conversation(
+            conversation=conversation("b1"),
+            messages=[message("m1", "b1")],
+            attachments=[attachment("a1", "b1")],
+        )
+        repo.save_many([(conversation("b2"), [message("m2", "b2")], [])])
+        raise RuntimeError("boom")
+    for cid in ("before", "b1", "b2"):
+        assert backend.get_conversation(cid) is None
+    assert backend.get_messages("b1") == []
+    assert ref_count(backend, "a1") is None
+    counts = repo.save_conversation(conversation=conversation("b1"), messages=[message("m1", "b1")])
+    assert (counts["conversations"], counts["messages"]) == (1, 1)
+    assert [m.message_id for m in backend.get_messages("b1")] == ["m1"]
     assert not backend.in_transaction
 
 

@@ -249,15 +249,19 @@ class StorageRepository:
         )
 
     def _in_transaction(self, work: Callable[[], _T]) -> _T:
-        """Run ``work`` in a transaction; run it again after a transient conflict.
+        """Run ``work``, one backend write call, atomically; run it again after a
+        transient conflict.
 
-        Only a transaction this repository opened can be retried: inside a caller's
-        transaction the conflict has already aborted the caller's work, so it is raised.
+        Outside a caller's transaction the call runs in a transaction of its own (every
+        backend write call does), which lets the backend commit with the call's last
+        statements (PostgreSQL sends ``COMMIT`` in the bundle's pipeline). Only such a
+        transaction can be retried: inside a caller's transaction the conflict has
+        already aborted the caller's work, so it is raised.
         """
         for attempt in range(TRANSIENT_RETRIES + 1):
             nested = self.backend.in_transaction
             try:
-                with self._write_lock, self.backend.transaction():
+                with self._write_lock:
                     return work()
             except TransientError:
                 if nested or attempt == TRANSIENT_RETRIES:
@@ -266,7 +270,7 @@ class StorageRepository:
         raise AssertionError("unreachable")  # pragma: no cover
 
     def _write_batch(self, batch: Sequence[Bundle]) -> SaveCounts:
-        """Write bundles inside the caller's transaction: set-based across the batch."""
+        """Write bundles in one backend call (so atomically): set-based across the batch."""
         backend = self.backend
         counts = empty_counts()
         all_messages: list[MessageRecord] = []

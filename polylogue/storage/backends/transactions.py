@@ -38,11 +38,13 @@ from polylogue.storage.faults import cleaning_up, note_cleanup_failure, one_line
 class _ThreadState:
     """The transaction of one thread: its pinned connection and nesting depth."""
 
-    __slots__ = ("conn", "depth", "failed_level", "failure")
+    __slots__ = ("conn", "depth", "failed_level", "failure", "one_call")
 
     def __init__(self) -> None:
         self.conn: Any = None
         self.depth = 0
+        self.one_call = False
+        """The transaction is one write call's own, committed as soon as the call returns."""
         self.failed_level: int | None = None
         """The outermost level a failed call (or a rollback that could not be honoured
         by a savepoint) has marked; its commit() must roll back and raise."""
@@ -120,6 +122,14 @@ class TransactionalBackend:
         """Whether the calling thread has an open transaction on this backend."""
         return self._state.depth > 0
 
+    @property
+    def _commit_follows(self) -> bool:
+        """Whether the running write call has a transaction of its own, committed as soon
+        as the call returns: a dialect may then send ``COMMIT`` with the call's last
+        statements (PostgreSQL's pipeline), and :meth:`commit` finds nothing left to do."""
+        state = self._state
+        return state.one_call and state.depth == 1
+
     def begin(self) -> None:
         """Open a transaction, or a savepoint inside the calling thread's transaction."""
         state = self._state
@@ -134,6 +144,7 @@ class TransactionalBackend:
                 raise
             state.conn = conn
             state.failed_level, state.failure = None, ""
+            state.one_call = False
         else:
             with self._errors("begin (savepoint)"):
                 self._begin_nested(state.conn, state.depth)
@@ -245,6 +256,7 @@ class TransactionalBackend:
         state.conn = None
         state.depth = 0
         state.failed_level, state.failure = None, ""
+        state.one_call = False
         self._release(conn)
 
     @contextmanager
@@ -315,9 +327,10 @@ class TransactionalBackend:
                 raise
             return
         self.begin()
+        state.one_call = True
         try:
             with self._errors(operation):
-                yield self._state.conn
+                yield state.conn
         except BaseException as exc:
             with cleaning_up(exc, "the rollback"):
                 self.rollback()

@@ -10,11 +10,13 @@ is about connections, the pool and errors.
 from __future__ import annotations
 
 from collections.abc import Iterator
+from contextlib import contextmanager
 from operator import itemgetter
 from typing import Any
 
 import psycopg
 from aiosql.types import SQLOperationType
+from psycopg.pq import TransactionStatus
 from psycopg.rows import tuple_row
 
 from polylogue.storage import batches, rows
@@ -90,6 +92,11 @@ class PipelinedWrites(SQLBackend):
         refs' row count whether the saved ones are recounted too (measured:
         docs/BENCHMARKS.md).
 
+        When the call has a transaction of its own, its ``BEGIN`` and ``COMMIT`` go out in
+        the pipeline too (:meth:`_pipeline`): a bundle then costs two or three round
+        trips in all. ``COMMIT`` is sent once the results that could refuse the batch
+        (messages another conversation owns) are read.
+
         The statements, their order and what they recount are the base class's, so rows
         are locked as every writer locks them.
         """
@@ -97,12 +104,15 @@ class PipelinedWrites(SQLBackend):
             return super()._write_bundles(conn, conversations, messages, records, keep)
         touched: list[tuple[dict[str, Any], Any]] = []
         refs: list[tuple[dict[str, Any], Any]] = []
-        with conn.pipeline() as pipeline:
+        with self._pipeline(conn) as pipeline:
             written = self._send(conn, "upsert_conversations", conversations)
             if messages:
                 touched = self._send(conn, "upsert_messages", messages, tuple_row)
             # Reading the prune's rows waits for everything sent so far.
             plan = RefWrites.after_prune(records, keep, self._delete_refs(conn, keep), True)
+            changed_messages, foreign = _count_touched(touched)
+            if foreign:
+                raise batches.ownership_error(foreign, self._failed_saving())
             if plan.attachments:
                 self._send(conn, "upsert_attachments", plan.attachments)
                 if plan.refs:
@@ -117,10 +127,28 @@ class PipelinedWrites(SQLBackend):
                 self._send(conn, "refresh_ref_counts", id_rows(recount))
             if plan.losing:
                 self._send(conn, "delete_unreferenced_attachments", id_rows(plan.losing))
-        changed_messages, foreign = _count_touched(touched)
-        if foreign:
-            raise batches.ownership_error(foreign, self._failed_saving())
         return _rowcount(written), changed_messages, _rowcount(refs) + plan.unstored
+
+    @contextmanager
+    def _pipeline(self, conn: Any) -> Iterator[psycopg.Pipeline]:
+        """``conn.pipeline()``; when the running call has a transaction of its own that has
+        not started, with its ``BEGIN`` first and its ``COMMIT`` last (when the block ends
+        without an error).
+
+        psycopg would send ``BEGIN`` itself with the first statement, but waits for it
+        in pipeline mode: the connection is put back in autocommit, where ``BEGIN`` is
+        an ordinary statement and nothing is waited for. A failure leaves the
+        transaction open, for the caller's rollback (``_rollback_outer``).
+        """
+        own = self._commit_follows and conn.info.transaction_status == TransactionStatus.IDLE
+        if own:
+            conn.autocommit = True
+        with conn.pipeline() as pipeline:
+            if own:
+                self._execute_verb(conn, self.begin_verb)
+            yield pipeline
+            if own:
+                self._execute_verb(conn, "COMMIT")
 
     def _send(
         self, conn: Any, query_name: str, params: list[rows.Params], row_factory: Any = None
