@@ -2,8 +2,9 @@
 
 Connections come from a :class:`psycopg_pool.ConnectionPool` (``pool_min_size`` ..
 ``pool_max_size``), in autocommit mode with rows as dicts. A transaction leaves autocommit
-until it ends: psycopg then sends ``BEGIN`` with its first statement, in the same round
-trip, and the binding issues its own ``SAVEPOINT``/``COMMIT``. A transaction pins one
+until it ends: psycopg then sends ``BEGIN`` with its first statement, and the binding
+issues its own ``SAVEPOINT``/``COMMIT``; a batch of bundles with a transaction of its own
+sends its ``BEGIN`` and ``COMMIT`` in its pipeline instead. A transaction pins one
 pooled connection to the calling thread until it ends; outside one, each call takes a
 connection, runs (a write in a transaction of its own) and gives it back. The pool checks a
 connection before handing it out (a round trip only when its socket shows the server said
@@ -211,8 +212,8 @@ class PostgresBackend(PipelinedWrites):
 
     def _begin_outer(self, conn: Any) -> None:
         """Leave autocommit: psycopg then sends ``BEGIN`` with the transaction's first
-        statement, in the same round trip (inside a pipeline when one is open), instead of
-        waiting for a ``BEGIN`` of its own; a transaction that runs no statement costs none."""
+        statement (and, in pipeline mode, waits for it: ``PipelinedWrites._pipeline``
+        sends its own instead); a transaction that runs no statement costs none."""
         conn.autocommit = False
 
     def _commit_outer(self, conn: Any) -> None:
