@@ -126,7 +126,7 @@ class StorageRepository:
         messages, attachments = list(messages), list(attachments)
         check_bundle(conversation, messages, attachments)
         bundle: Bundle = (conversation, messages, attachments)
-        return self._in_transaction(lambda: self._write_batch([bundle]))
+        return self._atomically(lambda: self._write_batch([bundle]))
 
     def save_many(
         self, bundles: Iterable[Bundle], *, batch_size: int = DEFAULT_BATCH_SIZE
@@ -193,7 +193,7 @@ class StorageRepository:
             nested = self.backend.in_transaction
             try:
                 counts = (
-                    self._in_transaction(lambda: self._write_batch(list(keep.values())))
+                    self._atomically(lambda: self._write_batch(list(keep.values())))
                     if keep
                     else empty_counts()
                 )
@@ -248,7 +248,7 @@ class StorageRepository:
             detail=detail,
         )
 
-    def _in_transaction(self, work: Callable[[], _T]) -> _T:
+    def _atomically(self, work: Callable[[], _T]) -> _T:
         """Run ``work``, one backend write call, atomically; run it again after a
         transient conflict.
 

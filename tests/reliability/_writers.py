@@ -186,7 +186,7 @@ class CountingRepository(StorageRepository):
 
     conflicts = 0
 
-    def _in_transaction(self, work: Callable[[], _T]) -> _T:
+    def _atomically(self, work: Callable[[], _T]) -> _T:
         def counted() -> _T:
             try:
                 return work()
@@ -194,7 +194,7 @@ class CountingRepository(StorageRepository):
                 self.conflicts += 1
                 raise
 
-        return super()._in_transaction(counted)
+        return super()._atomically(counted)
 
 
 def process_main(url: str, plan: Plan, process: int, seed: int, barrier: Any, out: Any) -> None:
