@@ -1,5 +1,5 @@
 -- Statements bench/pg_probe.py compares with polylogue's own PostgreSQL queries: plain
--- COPY (the reference), the row-wise message upsert (executemany) and COPY into a staging
+-- COPY of the rows polylogue writes (the reference), the row-wise message upsert (executemany) and COPY into a staging
 -- table followed by one set-based upsert.
 
 -- name: copy_conversations#
@@ -26,6 +26,25 @@ COPY messages (
     content_hash,
     provider_meta,
     version
+) FROM STDIN;
+
+-- name: copy_attachments#
+COPY attachments (
+    attachment_id,
+    mime_type,
+    size_bytes,
+    path,
+    provider_meta,
+    ref_count
+) FROM STDIN;
+
+-- name: copy_attachment_refs#
+COPY attachment_refs (
+    ref_id,
+    attachment_id,
+    conversation_id,
+    message_id,
+    provider_meta
 ) FROM STDIN;
 
 -- name: upsert_messages_rowwise(message_id, conversation_id, provider_message_id, role, text, timestamp, content_hash, provider_meta, version)*!

@@ -95,7 +95,8 @@ def measure(
         if kind == "per_bundle":
             seconds = pg_probe.raw_per_bundle(postgres_url, bundles)
             return count / seconds, "psycopg executemany (pipelined), txn per bundle"
-        return count / pg_probe.plain_copy(postgres_url, bundles), "psycopg COPY, empty tables"
+        seconds = pg_probe.plain_copy(postgres_url, bundles)
+        return count / seconds, "psycopg COPY of the same rows, empty tables"
     if backend_name == "duckdb":
         if kind == "bulk":
             return duckdb_unnest(
