@@ -15,7 +15,8 @@ turning records into parameters. Measured, median of ``--repeat`` alternating ru
   (a) row-wise ``executemany`` (psycopg pipelines it), (b) what polylogue does: columnar
   ``INSERT ... SELECT FROM unnest(arrays)`` (``sql/postgresql/messages.sql``), sent in
   chunks of ``PIPELINE_CHUNK`` rows through psycopg's pipeline mode, (c) ``COPY`` into a
-  temporary staging table plus one set-based upsert, and plain COPY of the same rows.
+  temporary staging table plus one set-based upsert, (d) reading which ids are stored,
+  then ``COPY`` of the new messages only, and plain COPY of the same rows.
 
 The alternative statements live in ``bench/pg_probe.sql``.
 """
@@ -29,6 +30,7 @@ import time
 import uuid
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
+from operator import itemgetter
 from pathlib import Path
 from typing import Any
 
@@ -258,6 +260,15 @@ def messages_only(url: str, bundles: Sequence[Bundle], variant: str) -> float:
                     conn.cursor().executemany(PROBE_SQL.upsert_messages_rowwise.sql, params)
                 elif variant == "columnar":
                     backend._write_messages(conn, params)
+                elif variant == "classify_copy":
+                    stored = [store_parameters(p) for p in params]
+                    found = PROBE_SQL.stored_messages(
+                        conn, message_id=[p["message_id"] for p in stored]
+                    )
+                    known = {row["message_id"] for row in found}
+                    new = [p for p in stored if p["message_id"] not in known]
+                    new.sort(key=itemgetter("message_id"))
+                    copy_rows(conn, PROBE_SQL.copy_messages.sql, new, MESSAGE_COLUMNS)
                 elif variant == "staging":
                     PROBE_SQL.create_staging(conn)
                     copy_rows(conn, PROBE_SQL.copy_staging.sql, params, MESSAGE_COLUMNS)
@@ -298,6 +309,9 @@ def main(argv: list[str] | None = None) -> None:
         ),
         "messages only: (c) COPY to staging + upsert": lambda: messages_only(
             url, bundles, "staging"
+        ),
+        "messages only: (d) stored ids read, then COPY of the new": lambda: messages_only(
+            url, bundles, "classify_copy"
         ),
     }
     if args.only:

@@ -86,6 +86,15 @@ WHERE (
     excluded.provider_meta
 );
 
+-- name: stored_messages(message_id)
+-- Which of a batch's messages are stored already, and under which conversation: the first
+-- step of "classify, then COPY the new ones".
+SELECT
+    message_id,
+    conversation_id
+FROM messages
+WHERE message_id = any(cast(:message_id AS TEXT[]));
+
 -- name: create_staging#
 CREATE TEMPORARY TABLE messages_staging (
     LIKE messages INCLUDING DEFAULTS
