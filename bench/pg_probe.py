@@ -16,7 +16,12 @@ turning records into parameters. Measured, median of ``--repeat`` alternating ru
   ``INSERT ... SELECT FROM unnest(arrays)`` (``sql/postgresql/messages.sql``), sent in
   chunks of ``PIPELINE_CHUNK`` rows through psycopg's pipeline mode, (c) ``COPY`` into a
   temporary staging table plus one set-based upsert, (d) reading which ids are stored,
-  then ``COPY`` of the new messages only, and plain COPY of the same rows.
+  then ``COPY`` of the new messages only, (e) ``COPY`` into the staging table plus
+  polylogue's own upsert reading from it, and plain COPY of the same rows;
+- polylogue's message upsert built up clause by clause (``upsert_variants``): a plain
+  ``INSERT ... SELECT FROM unnest`` with no conflict clause, then ``ON CONFLICT DO
+  NOTHING``, then polylogue's ``DO UPDATE`` with ``RETURNING``, then the ``ORDER BY``
+  that fixes the lock order; (b) adds the ``NOT EXISTS`` skip of unchanged rows.
 
 The alternative statements live in ``bench/pg_probe.sql``.
 """
@@ -42,6 +47,7 @@ from bench.workload import Workload
 from polylogue.storage import rows
 from polylogue.storage.backends.base import QUERIES
 from polylogue.storage.backends.postgresql.backend import PostgresBackend
+from polylogue.storage.backends.postgresql.pipelined import _chunks
 from polylogue.storage.backends.postgresql.values import store_parameters
 from polylogue.storage.repository import Bundle, StorageRepository
 
@@ -237,6 +243,42 @@ def same_statements_per_bundle(url: str, bundles: Sequence[Bundle]) -> float:
 # -- the message upsert alone -----------------------------------------------------------
 
 
+def upsert_variants(backend: PostgresBackend) -> dict[str, str]:
+    """polylogue's ``upsert_messages`` taken apart, to price each clause it adds to a plain
+    ``INSERT ... SELECT FROM unnest``, and put together again over the staging table (e):
+    cut from the loaded text, so they stay that query. The pieces are cumulative, each
+    one clause more than the one before, and go out as polylogue sends its statement
+    (:func:`send_in_chunks`); the query itself, with its ``NOT EXISTS`` skip of unchanged
+    rows, is variant (b)."""
+    sql = backend.queries.upsert_messages.sql
+    source_ends = sql.index("WHERE\n    NOT EXISTS")
+    insert = sql[:source_ends]
+    unnest = sql.index("FROM\n    unnest(")
+    upsert = sql[sql.index("ON CONFLICT") :]
+    ordered = sql[sql.index("ORDER BY u.message_id") :]
+    return {
+        "insert": insert,
+        "do_nothing": insert + "ON CONFLICT (message_id) DO NOTHING",
+        "do_update": insert + upsert,
+        "ordered": insert + ordered,
+        # (e): the whole statement, reading the rows from the staging table instead.
+        "staging_contract": sql[:unnest] + "FROM messages_staging AS u\n" + sql[source_ends:],
+    }
+
+
+def send_in_chunks(
+    backend: PostgresBackend, conn: Any, sql: str, params: list[dict[str, Any]]
+) -> None:
+    """Send ``sql`` over ``params`` as ``PipelinedWrites._send`` sends a batch: rows in
+    id order, ``PIPELINE_CHUNK`` at a time, in one pipeline; read what comes back."""
+    params = sorted(params, key=itemgetter("message_id"))
+    with conn.pipeline():
+        sent = [backend._adapter.send(conn, sql, chunk) for chunk in _chunks(params)]
+    for _, cursor in sent:
+        if cursor.description:
+            cursor.fetchall()
+
+
 def messages_only(url: str, bundles: Sequence[Bundle], variant: str) -> float:
     with fresh(url) as backend, backend.pool.connection() as conn:
         conn.execute("BEGIN")
@@ -273,6 +315,13 @@ def messages_only(url: str, bundles: Sequence[Bundle], variant: str) -> float:
                     PROBE_SQL.create_staging(conn)
                     copy_rows(conn, PROBE_SQL.copy_staging.sql, params, MESSAGE_COLUMNS)
                     PROBE_SQL.upsert_from_staging(conn)
+                elif variant == "staging_contract":
+                    stored = [store_parameters(p) for p in params]
+                    PROBE_SQL.create_staging(conn)
+                    copy_rows(conn, PROBE_SQL.copy_staging.sql, stored, MESSAGE_COLUMNS)
+                    conn.execute(upsert_variants(backend)["staging_contract"]).fetchall()
+                else:
+                    send_in_chunks(backend, conn, upsert_variants(backend)[variant], params)
                 conn.execute("COMMIT")
 
         return timed(work)
@@ -312,6 +361,21 @@ def main(argv: list[str] | None = None) -> None:
         ),
         "messages only: (d) stored ids read, then COPY of the new": lambda: messages_only(
             url, bundles, "classify_copy"
+        ),
+        "messages only: (e) COPY to staging + polylogue's upsert": lambda: messages_only(
+            url, bundles, "staging_contract"
+        ),
+        "messages only: piece 1, INSERT from unnest, no conflict clause": lambda: messages_only(
+            url, bundles, "insert"
+        ),
+        "messages only: piece 2, + ON CONFLICT DO NOTHING": lambda: messages_only(
+            url, bundles, "do_nothing"
+        ),
+        "messages only: piece 3, + polylogue's DO UPDATE and RETURNING": lambda: messages_only(
+            url, bundles, "do_update"
+        ),
+        "messages only: piece 4, + ORDER BY message id (lock order)": lambda: messages_only(
+            url, bundles, "ordered"
         ),
     }
     if args.only:

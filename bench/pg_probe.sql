@@ -203,3 +203,23 @@ WHERE (
     excluded.content_hash,
     excluded.provider_meta
 );
+
+-- name: messages_buffer_use()^
+-- Blocks the messages table (heap, its indexes, its TOAST) has read from the operating
+-- system and found in shared buffers so far, as this backend's statistics snapshot sees
+-- them (bench.pg_reingest clears the snapshot first).
+SELECT
+    coalesce(heap_blks_read, 0) AS heap_blks_read,
+    coalesce(heap_blks_hit, 0) AS heap_blks_hit,
+    coalesce(idx_blks_read, 0) AS idx_blks_read,
+    coalesce(idx_blks_hit, 0) AS idx_blks_hit,
+    coalesce(toast_blks_read, 0) AS toast_blks_read,
+    coalesce(toast_blks_hit, 0) AS toast_blks_hit
+FROM pg_statio_user_tables
+WHERE relname = 'messages' AND schemaname = current_schema();
+
+-- name: clear_statistics_snapshot()^
+SELECT pg_stat_clear_snapshot() AS cleared;
+
+-- name: messages_size()$
+SELECT pg_total_relation_size('messages') AS total_bytes;
