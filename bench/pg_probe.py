@@ -291,6 +291,7 @@ def messages_only(url: str, bundles: Sequence[Bundle], variant: str) -> float:
         conn.execute("COMMIT")
         records = [m for _, ms, _ in bundles for m in ms]
         batches = [records[i : i + BATCH] for i in range(0, len(records), BATCH)]
+        variants = upsert_variants(backend)
 
         def work() -> None:
             for batch in batches:
@@ -319,9 +320,9 @@ def messages_only(url: str, bundles: Sequence[Bundle], variant: str) -> float:
                     stored = [store_parameters(p) for p in params]
                     PROBE_SQL.create_staging(conn)
                     copy_rows(conn, PROBE_SQL.copy_staging.sql, stored, MESSAGE_COLUMNS)
-                    conn.execute(upsert_variants(backend)["staging_contract"]).fetchall()
+                    conn.execute(variants["staging_contract"]).fetchall()
                 else:
-                    send_in_chunks(backend, conn, upsert_variants(backend)[variant], params)
+                    send_in_chunks(backend, conn, variants[variant], params)
                 conn.execute("COMMIT")
 
         return timed(work)
