@@ -23,7 +23,8 @@ turning records into parameters. Measured, median of ``--repeat`` alternating ru
   NOTHING``, then polylogue's ``DO UPDATE`` with ``RETURNING``, then the ``ORDER BY``
   that fixes the lock order; (b) adds the ``NOT EXISTS`` skip of unchanged rows.
 
-The alternative statements live in ``bench/pg_probe.sql``.
+The alternative statements live in ``bench/pg_probe.sql``; the clause-by-clause variants
+are cut from polylogue's loaded ``upsert_messages`` (``upsert_variants``).
 """
 
 from __future__ import annotations

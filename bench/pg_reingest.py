@@ -16,12 +16,18 @@ from __future__ import annotations
 import argparse
 import os
 import time
+from collections.abc import Iterator
 from typing import Any
 
 from bench.measure import cpu_seconds
 from bench.pg_probe import PROBE_SQL, fresh
 from bench.workload import Workload
-from polylogue.storage.repository import StorageRepository
+from polylogue.storage.repository import Bundle, StorageRepository
+
+STATS_SETTLE = 11.0
+"""Seconds to wait before reading table statistics: a PostgreSQL 15+ backend reports its
+counts at most once a second, and an idle one within 10 s, so the import's (or the
+round's) late reports would otherwise land in the next reading."""
 
 
 def buffer_use(backend: Any) -> dict[str, int]:
@@ -29,6 +35,15 @@ def buffer_use(backend: Any) -> dict[str, int]:
         PROBE_SQL.clear_statistics_snapshot(conn)
         found: dict[str, int] = PROBE_SQL.messages_buffer_use(conn)
         return found
+
+
+def kept_every(step: int, bundles: Iterator[Bundle], kept: list[Bundle]) -> Iterator[Bundle]:
+    """``bundles`` as they come, appending every ``step``-th to ``kept`` on the way: the
+    sample is taken while the archive is imported, not by generating it twice."""
+    for index, bundle in enumerate(bundles):
+        if index % step == 0:
+            kept.append(bundle)
+        yield bundle
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -44,11 +59,11 @@ def main(argv: list[str] | None = None) -> None:
     args = parser.parse_args(argv)
     with fresh(args.postgres_url) as backend:
         repo = StorageRepository(backend)
-        started = time.perf_counter()
-        repo.save_many(Workload(args.messages).bundles())
-        rate = args.messages / (time.perf_counter() - started)
         step = max(1, args.messages // 20 // args.sample)
-        sample = [b for i, b in enumerate(Workload(args.messages).bundles()) if i % step == 0]
+        sample: list[Bundle] = []
+        started = time.perf_counter()
+        repo.save_many(kept_every(step, Workload(args.messages).bundles(), sample))
+        rate = args.messages / (time.perf_counter() - started)
         sample = sample[: args.sample]
         count = sum(len(messages) for _, messages, _ in sample)
         with backend.pool.connection() as conn:
@@ -64,6 +79,7 @@ def main(argv: list[str] | None = None) -> None:
         )
         print("| ---: | ---: | ---: | ---: | --- |")
         for round_number in range(1, args.rounds + 1):
+            time.sleep(STATS_SETTLE)
             before, cpu_before = buffer_use(backend), cpu_seconds()
             started = time.perf_counter()
             for conversation, messages, attachments in sample:
@@ -72,7 +88,7 @@ def main(argv: list[str] | None = None) -> None:
                 )
             wall = time.perf_counter() - started
             cpu_after = cpu_seconds()
-            time.sleep(1.0)  # a backend reports its table statistics within a second
+            time.sleep(STATS_SETTLE)
             after = buffer_use(backend)
             use = {key: (after[key] - before[key]) / len(sample) for key in after}
             spent = zip(cpu_after, cpu_before, strict=True)
