@@ -24,6 +24,7 @@ from click.testing import CliRunner, Result
 
 from polylogue.archive.exporter import iter_bundles
 from polylogue.cli import main
+from polylogue.errors import OperationalError
 from polylogue.storage.backends import create_backend
 from polylogue.storage.repository import Bundle, StorageRepository
 from tests.records import conversation, message
@@ -382,9 +383,12 @@ def test_a_killed_copy_finishes_when_run_again(big_source: str, tmp_path: Path) 
     while time.monotonic() - started < 30 and process.poll() is None:
         time.sleep(0.1)
         if time.monotonic() - started > 0.5 and (tmp_path / "copy.db").exists():
-            with create_backend(url=target, migrate=False, read_only=True) as peek:
-                if peek.count_rows()["conversations"] > 0:
-                    break
+            try:
+                with create_backend(url=target, migrate=False, read_only=True) as peek:
+                    if peek.count_rows()["conversations"] > 0:
+                        break
+            except OperationalError:
+                continue  # the file exists, its schema is not committed yet
     process.send_signal(signal.SIGKILL)
     process.communicate()
     assert process.returncode == -signal.SIGKILL, "the copy ended before it was killed"
